@@ -1,0 +1,89 @@
+"""Command-line entry: one-line errors for bad overrides and user mistakes, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from .config import register_schema
+from .errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(UserError.exit_code)
+
+
+def explain(e: Exception) -> str:
+    """Hydra/OmegaConf composition errors as one line naming the key."""
+    text = str(e).strip()
+    cause = e.__cause__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    key = re.search(r"full_key: (\S+)", text + (str(cause) if cause else ""))
+    first = lines[0] if lines else type(e).__name__
+    if first.startswith("Error merging override") and len(lines) > 1:
+        first = f"{first.removeprefix('Error merging override ')}: {lines[1]}"
+    elif cause is not None and str(cause).strip():
+        first = f"{first} ({str(cause).strip().splitlines()[0]})"
+    options = re.search(r"Available options in '([^']+)':\s*(.*)", text, re.S)
+    if options:
+        first += f"; available {options.group(1)} options: " + ", ".join(options.group(2).split())
+    if key and key.group(1) not in first:
+        first += f" [key: {key.group(1)}]"
+    return first
+
+
+def first_of_each_sweep(overrides: list[str]) -> list[str]:
+    """Turn sweep overrides (a=1,2 / range / choice) into their first value, for a pre-flight check."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if o.is_sweep_override():
+            first = next(iter(o.sweep_string_iterator()))
+            out.append(f"{o.get_key_element()}={first}")
+        else:
+            out.append(o.input_line)
+    return out
+
+
+def preflight(argv: list[str]) -> None:
+    """Compose the config once before Hydra does, so a typo or bad value is one line, not a traceback."""
+    from hydra import compose, initialize_config_dir
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    if any(a.startswith("hydra/") or a.startswith("hydra.") for a in overrides):
+        return
+    register_schema()
+    try:
+        overrides = first_of_each_sweep(overrides)
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            compose("config", overrides=overrides)
+    except Exception as e:
+        fail(explain(e))
+
+
+def execute(cfg: DictConfig) -> dict | None:
+    """Run one job; user errors print one line and exit non-zero (the run folder keeps its records)."""
+    from .run import run
+
+    try:
+        return run(cfg)
+    except UserError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted")
+
+
+def entry(hydra_main: Callable[[], None]) -> None:
+    if os.environ.get("REGPRUNE_NO_PREFLIGHT") != "1":
+        preflight(sys.argv[1:])
+    register_schema()
+    hydra_main()

@@ -1,0 +1,62 @@
+"""The typed top-level schema of a run. Components (model, dataset, regularizer, optimizer, schedule,
+logger) are ``_target_`` nodes validated by their own constructors; everything else is typed here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from .errors import UserError
+
+RESUME_MODES = ("never", "auto")
+
+
+@dataclass
+class RunSection:
+    name: str | None = None  # default: <model>-<dataset>-<regularizer>-<schedule>
+    id: str | None = None  # default: <name>-s<seed>-<config hash>
+    root: str = "runs"
+    experiment: str = "default"  # runs/<experiment>/<id>
+
+    def __post_init__(self):
+        for key in ("name", "id", "experiment"):
+            value = getattr(self, key)
+            if value is not None and (not value or "/" in value or value.startswith(".")):
+                raise UserError(f"run.{key}={value!r} must be a non-empty name without '/' or a leading '.'")
+
+
+@dataclass
+class RunConfig:
+    model: Any = MISSING
+    dataset: Any = MISSING
+    regularizer: Any = MISSING
+    schedule: Any = MISSING
+    optimizer: Any = MISSING
+    logger: Any = MISSING
+    run: RunSection = field(default_factory=RunSection)
+    seed: int = 0
+    resume: str = "never"  # never: refuse an existing run folder; auto: continue it
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    checkpoint_every: int = 1  # epochs between checkpoints inside a phase
+    progress: bool = True  # tqdm bars
+    latency: bool = True  # measure CPU/GPU latency of the unpruned and final models
+
+    def __post_init__(self):
+        if self.resume not in RESUME_MODES:
+            raise UserError(f"resume={self.resume!r}: choose from {list(RESUME_MODES)}")
+        if self.seed < 0:
+            raise UserError(f"seed={self.seed} must be ≥ 0")
+        if self.threads < 0:
+            raise UserError(f"threads={self.threads} must be ≥ 0")
+        if self.checkpoint_every < 1:
+            raise UserError(f"checkpoint_every={self.checkpoint_every} must be ≥ 1")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise UserError(f"device={self.device!r}: choose auto, cpu, cuda or cuda:N")
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name="regprune_schema", node=RunConfig)

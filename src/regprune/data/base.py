@@ -1,0 +1,74 @@
+"""Datasets as uint8 image tensors, so batching and augmentation run on-device without per-sample Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ImageData:
+    """Splits as (images uint8 [N, C, H, W], labels int64 [N]); ``val`` may be None."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    test: tuple[torch.Tensor, torch.Tensor]
+    num_classes: int
+    mean: tuple[float, ...]  # per channel, in [0, 1] pixel units
+    std: tuple[float, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train[0].shape[1:])
+
+    @property
+    def in_channels(self) -> int:
+        return self.train[0].shape[1]
+
+
+class DatasetSpec:
+    """Base of dataset configs: loader settings shared by every dataset; subclasses implement ``load``."""
+
+    def __init__(self, batch_size: int = 64, eval_batch_size: int = 1000, augment: bool = True,
+                 crop_padding: int = 4, val_fraction: float = 0.0, split_seed: int = 0):
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"batch sizes must be ≥ 1, got {batch_size}, {eval_batch_size}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction={val_fraction} is outside [0, 1)")
+        if crop_padding < 0:
+            raise ValueError(f"crop_padding={crop_padding} must be ≥ 0")
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.augment, self.crop_padding = augment, crop_padding
+        self.val_fraction, self.split_seed = val_fraction, split_seed
+
+    name = "dataset"
+
+    def load(self) -> ImageData:
+        raise NotImplementedError
+
+
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (rest, held_out): ``fraction`` of every class held out, chosen by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    rest, held = [], []
+    for c in labels.unique(sorted=True):
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n = int(round(fraction * len(idx)))
+        held.append(idx[:n])
+        rest.append(idx[n:])
+    return torch.cat(rest).sort().values, torch.cat(held).sort().values
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    x = images.double() / 255.0
+    return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())
+
+
+def split_validation(spec: DatasetSpec, x: torch.Tensor, y: torch.Tensor):
+    """(train, val or None) from a training set, by the spec's val_fraction and split_seed."""
+    if spec.val_fraction <= 0:
+        return (x, y), None
+    rest, held = stratified_split(y, spec.val_fraction, spec.split_seed)
+    return (x[rest], y[rest]), (x[held], y[held])

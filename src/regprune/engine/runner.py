@@ -1,0 +1,176 @@
+"""Runs a schedule's phases on one model with per-epoch checkpoints, writing the run record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..data.base import DatasetSpec, ImageData
+from ..data.loader import BatchLoader
+from ..logging.record import RunRecord
+from ..models.base import PrunableModel
+from ..profile import model_cost
+from ..pruning.compact import compact
+from ..pruning.io import model_from_payload, model_payload
+from ..pruning.masks import apply_masks, masks_from_scores
+from ..regularizers.base import Regularizer
+from .bn_recalib import recalibrate_bn
+from .loop import NonFiniteError, evaluate, train_one_epoch
+from .optim import OptimizerSpec, lr_at, set_lr
+from .schedule import PrunePhase, RecalibrateBN, Schedule, TrainPhase
+
+METRIC_PREFIX = {"train": "acc_trained", "finetune": "acc_finetuned"}
+
+
+@dataclass
+class RunState:
+    """Everything a checkpoint holds: where the schedule is, the model, and what has been recorded."""
+
+    model: PrunableModel
+    phase: int = 0  # index into schedule.phases()
+    epoch: int = 0  # epochs finished in the current phase
+    step: int = 0  # optimizer steps so far (all phases)
+    optimizer: dict | None = None
+    regularizer: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+    def to_checkpoint(self) -> dict:
+        return {"phase": self.phase, "epoch": self.epoch, "step": self.step, "model": model_payload(self.model),
+                "optimizer": self.optimizer, "regularizer": self.regularizer, "metrics": self.metrics,
+                "history": self.history, "torch_rng": torch.get_rng_state()}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> RunState:
+        torch.set_rng_state(ckpt["torch_rng"])
+        return cls(model=model_from_payload(ckpt["model"]), phase=ckpt["phase"], epoch=ckpt["epoch"],
+                   step=ckpt["step"], optimizer=ckpt["optimizer"], regularizer=ckpt["regularizer"],
+                   metrics=ckpt["metrics"], history=ckpt["history"])
+
+
+class Runner:
+    def __init__(self, *, schedule: Schedule, data: ImageData, dataset: DatasetSpec, regularizer: Regularizer,
+                 optimizer: OptimizerSpec, record: RunRecord, logger, device: torch.device, seed: int,
+                 checkpoint_every: int = 1, progress: bool = True, latency: bool = True):
+        self.schedule, self.data, self.regularizer, self.optimizer_spec = schedule, data, regularizer, optimizer
+        self.record, self.logger, self.device = record, logger, device
+        self.checkpoint_every, self.progress, self.latency = checkpoint_every, progress, latency
+        stats = {"mean": data.mean, "std": data.std, "device": device}
+        self.train_batches = BatchLoader(*data.train, dataset.batch_size, shuffle=True, drop_last=False,
+                                         crop_padding=dataset.crop_padding if dataset.augment else 0,
+                                         flip=dataset.augment, seed=seed, **stats)
+        self.eval_batches = {split: BatchLoader(*getattr(data, split), dataset.eval_batch_size, **stats)
+                             for split in ("val", "test") if getattr(data, split) is not None}
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def evaluate(self, model: PrunableModel) -> dict[str, float]:
+        out = {}
+        for split, batches in self.eval_batches.items():
+            r = evaluate(model, batches)
+            out[f"{split}_acc"], out[f"{split}_loss"] = r["acc"], r["loss"]
+        return out
+
+    def cost(self, model: PrunableModel, suffix: str = "") -> dict:
+        return {f"{k}{suffix}": v for k, v in model_cost(model, self.data.input_shape, self.latency).items()}
+
+    def checkpoint(self, state: RunState) -> None:
+        self.record.save("ckpt.pt", state.to_checkpoint())
+        self.record.write_history(state.history)
+
+    # -- phases ------------------------------------------------------------------------------------
+    def run(self, state: RunState) -> RunState:
+        state.model.to(self.device)
+        if not state.metrics.get("params_unpruned"):
+            state.metrics.update(self.cost(state.model, "_unpruned"))
+        phases = self.schedule.phases()
+        for index in range(state.phase, len(phases)):
+            name, settings = phases[index]
+            if isinstance(settings, TrainPhase):
+                self.train_phase(name, settings, state)
+            elif isinstance(settings, PrunePhase):
+                self.prune_phase(settings, state)
+            elif isinstance(settings, RecalibrateBN):
+                recalibrate_bn(state.model, self.train_batches, settings.batches)
+                state.metrics["acc_recalibrated"] = self.evaluate(state.model)["test_acc"]
+            state.phase, state.epoch, state.optimizer = index + 1, 0, None
+            if name == "train":
+                self.record.save("trained.pt", model_payload(state.model))
+            self.checkpoint(state)
+        state.metrics.update(self.cost(state.model))
+        if state.metrics.get("flops_unpruned"):
+            state.metrics["flops_reduction"] = 1.0 - state.metrics["flops"] / state.metrics["flops_unpruned"]
+            state.metrics["params_reduction"] = 1.0 - state.metrics["params"] / state.metrics["params_unpruned"]
+        self.record.save("model.pt", model_payload(state.model))
+        return state
+
+    def train_phase(self, name: str, phase: TrainPhase, state: RunState) -> None:
+        model = state.model
+        reg = self.regularizer if phase.penalty else None
+        if reg is not None:
+            reg.attach(model)
+            if state.regularizer:
+                reg.load_state_dict(state.regularizer)
+        optimizer = self.optimizer_spec.build(model)
+        if state.optimizer is not None:
+            optimizer.load_state_dict(state.optimizer)
+        base_lr = phase.lr if phase.lr is not None else self.optimizer_spec.lr
+        prefix = METRIC_PREFIX.get(name, f"acc_{name}")
+        for epoch in range(state.epoch, phase.epochs):
+            t0 = time.perf_counter()
+            lr = lr_at(epoch, phase.epochs, base_lr, phase.lr_schedule, phase.milestones, phase.lr_gamma)
+            set_lr(optimizer, lr)
+            self.train_batches.set_epoch(len(state.history))
+            train, state.step = train_one_epoch(model, self.train_batches, optimizer, reg, epoch=epoch,
+                                                step=state.step, progress=self.progress,
+                                                desc=f"{name} {epoch + 1}/{phase.epochs}")
+            self.check_finite(model, name, epoch)
+            row = {"phase": name, "epoch": epoch + 1, "lr": lr, "train_loss": train["loss"],
+                   "train_acc": train["acc"], **self.evaluate(model),
+                   "penalty": float(reg.penalty().detach()) if reg is not None else 0.0,
+                   "epoch_time_s": time.perf_counter() - t0}
+            state.history.append(row)
+            self.logger.log({f"{name}/{k}": v for k, v in row.items() if k != "phase"}, step=state.step)
+            state.epoch = epoch + 1
+            state.optimizer = optimizer.state_dict()
+            state.regularizer = reg.state_dict() if reg is not None else {}
+            if state.epoch % self.checkpoint_every == 0 and state.epoch < phase.epochs:
+                self.checkpoint(state)
+        rows = [r for r in state.history if r["phase"] == name]
+        if rows:
+            state.metrics[f"{prefix}_final"] = rows[-1]["test_acc"]
+            state.metrics[f"{prefix}_best"] = max(r["test_acc"] for r in rows)
+            if "val_acc" in rows[-1]:
+                best_val = max(rows, key=lambda r: r["val_acc"])
+                state.metrics[f"{prefix}_at_best_val"] = best_val["test_acc"]
+        else:
+            state.metrics[f"{prefix}_final"] = state.metrics[f"{prefix}_best"] = self.evaluate(model)["test_acc"]
+
+    def prune_phase(self, phase: PrunePhase, state: RunState) -> None:
+        model = state.model
+        scores = self.regularizer.channel_scores(model)
+        criterion = phase.criterion if phase.criterion != "auto" else getattr(self.regularizer, "criterion",
+                                                                              "percentile")
+        threshold = phase.threshold if criterion == "threshold" else None
+        result = masks_from_scores(scores, phase.ratio, phase.scope, phase.min_channels, phase.on_empty,
+                                   threshold=threshold)
+        apply_masks(model, result.masks)
+        masked_acc = self.evaluate(model)["test_acc"]
+        state.model = compact(model, result.masks)
+        kept = result.kept()
+        state.metrics.update({
+            "acc_pruned": self.evaluate(state.model)["test_acc"], "acc_pruned_masked": masked_acc,
+            "prune_ratio": phase.ratio, "prune_criterion": criterion, "prune_threshold": result.threshold,
+            "channels_pruned_ratio": result.pruned_ratio(), "kept_channels": kept,
+            "total_channels": {k: int(m.numel()) for k, m in result.masks.items()},
+            "channels_topped_up": result.topped_up,
+        })
+        self.logger.table("kept_channels", ["layer", "kept", "total"],
+                          [[k, v, state.metrics["total_channels"][k]] for k, v in kept.items()])
+
+    @staticmethod
+    def check_finite(model: PrunableModel, phase: str, epoch: int) -> None:
+        for name, p in model.named_parameters():
+            if not torch.isfinite(p).all():
+                raise NonFiniteError(f"non-finite values in {name} after {phase} epoch {epoch + 1}")

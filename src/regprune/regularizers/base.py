@@ -1,0 +1,77 @@
+"""The regularizer interface: how a sparsity penalty touches the training loop.
+
+The loop calls, per iteration:  loss (+ ``penalty()`` if ``in_loss``) → backward → ``after_backward()``
+(add a (sub)gradient to ``.grad``, after any GradScaler unscale) → optimizer step → ``after_step(lr)``
+(proximal step / clamp) → ``on_iteration(step)`` (growing penalties). ``attach(model)`` is called
+whenever the model changes (start of a phase, after compaction).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.base import PrunableModel
+from ..pruning.masks import group_scores
+
+
+class Regularizer:
+    name = "none"
+    in_loss = False  # True: penalty() is added to the loss and differentiated by autograd
+
+    def __init__(self, lam: float = 0.0):
+        if not lam >= 0:
+            raise ValueError(f"lam={lam} must be ≥ 0")
+        self.lam = float(lam)
+        self.model: PrunableModel | None = None
+
+    def attach(self, model: PrunableModel) -> None:
+        self.model = model
+
+    def penalty(self) -> torch.Tensor:
+        """The penalty's value (differentiable where the penalty is)."""
+        return torch.zeros(())
+
+    def after_backward(self) -> None:
+        """Add the penalty's (sub)gradient to parameter gradients."""
+
+    def after_step(self, lr: float) -> None:
+        """Proximal step or projection after the optimizer step."""
+
+    def on_iteration(self, step: int) -> None:
+        """Per-iteration schedule update (e.g. growing λ)."""
+
+    def channel_scores(self, model: PrunableModel) -> dict[str, torch.Tensor]:
+        """Per-channel importance used by the pruning criterion; default |γ| of the group's gates."""
+        return group_scores(model)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} has no state, got keys {sorted(state)}")
+
+
+class NoRegularizer(Regularizer):
+    """Plain training (the baseline)."""
+
+    def __init__(self):
+        super().__init__(0.0)
+
+
+class BNRegularizer(Regularizer):
+    """Base for penalties on BatchNorm scale factors γ of every prunable group's gate."""
+
+    def attach(self, model: PrunableModel) -> None:
+        super().attach(model)
+        gates = model.gate_modules()
+        if not gates:
+            raise ValueError(f"{self.name} penalises BatchNorm scales, but {type(model).__name__} has none")
+        self.gammas: list[nn.Parameter] = [m.weight for m in gates.values()]
+
+    def grads(self) -> list[torch.Tensor]:
+        for g in self.gammas:
+            if g.grad is None:
+                g.grad = torch.zeros_like(g)
+        return [g.grad for g in self.gammas]
