@@ -32,7 +32,7 @@ def explain(e: Exception) -> str:
         first = f"{first.removeprefix('Error merging override ')}: {lines[1]}"
     elif cause is not None and str(cause).strip():
         first = f"{first} ({str(cause).strip().splitlines()[0]})"
-    options = re.search(r"Available options in '([^']+)':\s*(.*)", text, re.S)
+    options = re.search(r"Available options in '([^']+)':\s*(.*?)(?:Config search path|$)", text, re.S)
     if options:
         first += f"; available {options.group(1)} options: " + ", ".join(options.group(2).split())
     if key and key.group(1) not in first:

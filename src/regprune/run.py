@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,8 @@ def component(node: DictConfig, key: str, **kwargs):
         if isinstance(cause, UserError):
             raise cause from None
         msg = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-        raise UserError(f"{key}: {msg}") from None
+        sep = "." if re.match(r"^[\w.]+=", msg) else ": "  # "lam=-1 must be ≥ 0" -> "regularizer.lam=-1 ..."
+        raise UserError(f"{key}{sep}{msg}") from None
 
 
 def typed(cfg: DictConfig) -> RunConfig:

@@ -20,8 +20,11 @@ def _build(cls, section: str, values) -> object:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"schedule.{section}: unknown key(s) {unknown}; allowed {sorted(known)}")
-    return cls(**values)
+        raise ValueError(f"{section}: unknown key(s) {unknown}; allowed {sorted(known)}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{section}.{e}") from None
 
 
 @dataclass

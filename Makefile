@@ -1,0 +1,31 @@
+# regprune — `make demo` and `make test` work from a fresh clone (they create .venv first).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup  ## network slimming on digits with vgg_tiny: baseline, trained, pruned, fine-tuned
+	$(PY) scripts/demo.py
+
+test: setup  ## fast suite (< 15 min on 2 cores)
+	$(PY) -m pytest -q
+
+test-slow: setup  ## long end-to-end checks
+	$(PY) -m pytest -q -m slow
+
+lint: setup
+	$(PY) -m ruff check src tests scripts train.py
+
+clean:
+	rm -rf runs outputs multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
