@@ -14,9 +14,11 @@ def train(experiment: str) -> dict:
     """Run (or find complete) one demo run and return its metrics."""
     cmd = [sys.executable, str(ROOT / "train.py"), f"experiment={experiment}", "resume=auto", *sys.argv[1:]]
     print("$", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    latest = max((ROOT / "runs" / "demo").glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(latest.read_text())
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(done.returncode)
+    run_dir = Path(done.stdout.strip().splitlines()[-1].removeprefix("run folder: "))
+    return json.loads((run_dir / "metrics.json").read_text())
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # small, fast settings for end-to-end runs on digits
 FAST = ["model=vgg_tiny", "dataset=digits", "optimizer.lr=0.05", "schedule.train.epochs=1",
         "schedule.finetune.epochs=1", "schedule.prune.ratio=0.5", "progress=false", "latency=false"]
+# the same for schedule=train (no prune / finetune sections)
+FAST_TRAIN = [a for a in FAST if not a.startswith(("schedule.finetune", "schedule.prune"))]
 
 
 @pytest.fixture(autouse=True)

@@ -75,7 +75,9 @@ def execute(cfg: DictConfig) -> dict | None:
     from .run import run
 
     try:
-        return run(cfg)
+        metrics = run(cfg)
+        print(f"run folder: {metrics['run_dir']}", flush=True)
+        return metrics
     except UserError as e:
         fail(str(e))
     except KeyboardInterrupt:
