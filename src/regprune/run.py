@@ -8,6 +8,7 @@ import random
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,18 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import RunConfig
+from .data.base import DatasetSpec, ImageData
+from .engine.optim import OptimizerSpec
 from .engine.runner import Runner, RunState
+from .engine.schedule import Schedule
 from .errors import UserError
 from .logging.record import RunRecord, provenance
+from .models.base import PrunableModel
 from .pruning.io import load_checkpoint, model_from_payload
+from .regularizers.base import Regularizer
 
-HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads")
+# keys that do not change a run's results, so changing them keeps its run id (and its folder)
+HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "fault", "latency")
 
 
 def component(node: DictConfig, key: str, **kwargs):
@@ -69,10 +76,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def start_model(source: str, record: RunRecord) -> tuple:
+def start_model(source: str, configured: PrunableModel) -> tuple:
     """The penalty-trained model and its train-phase metrics from an earlier run folder."""
     src = Path(source)
     payload = load_checkpoint(src / "trained.pt" if src.is_dir() else src)
+    check_same_architecture(payload, configured, src)
     src_dir = src if src.is_dir() else src.parent
     metrics_file = src_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
@@ -83,14 +91,43 @@ def start_model(source: str, record: RunRecord) -> tuple:
     return model_from_payload(payload), keep
 
 
-def run(cfg: DictConfig) -> dict:
-    """Run (or resume, or skip if complete) the run ``cfg`` describes; return its metrics."""
-    settings = typed(cfg)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    seed_everything(settings.seed)
-    device = resolve_device(settings.device)
+def check_same_architecture(payload: dict, configured: PrunableModel, path: Path) -> None:
+    """A checkpoint must hold the configured architecture (any widths)."""
+    try:
+        spec = payload["spec"]
+        theirs = {k: v for k, v in spec["kwargs"].items() if k != "widths"}
+    except (KeyError, TypeError):
+        raise UserError(f"{path} is not a regprune checkpoint (no model spec)") from None
+    ours = configured.spec()
+    mine = {k: v for k, v in ours["kwargs"].items() if k != "widths"}
+    if spec["class"] != ours["class"] or theirs != mine:
+        raise UserError(f"{path} holds {spec['class'].rpartition('.')[2]}({theirs}), but the config asks for "
+                        f"{ours['class'].rpartition('.')[2]}({mine})")
 
+
+def check_compatible(regularizer, model: PrunableModel) -> None:
+    """Fail before any work if the regularizer cannot act on this model (e.g. γ penalties need BN)."""
+    try:
+        regularizer.attach(model)
+    except ValueError as e:
+        raise UserError(f"regularizer={regularizer.name} cannot be used with model={type(model).__name__}: {e}") \
+            from None
+
+
+@dataclass
+class Parts:
+    """The instantiated components of one run."""
+
+    dataset: DatasetSpec
+    data: ImageData
+    model: PrunableModel
+    regularizer: Regularizer
+    optimizer: OptimizerSpec
+    schedule: Schedule
+    logger: object
+
+
+def build_parts(cfg: DictConfig) -> Parts:
     dataset = component(cfg.dataset, "dataset")
     regularizer = component(cfg.regularizer, "regularizer")
     optimizer = component(cfg.optimizer, "optimizer")
@@ -98,46 +135,69 @@ def run(cfg: DictConfig) -> dict:
     logger = component(cfg.logger, "logger")
     data = dataset.load()
     model = component(cfg.model, "model", num_classes=data.num_classes, in_channels=data.in_channels)
+    check_compatible(regularizer, model)
+    return Parts(dataset, data, model, regularizer, optimizer, schedule, logger)
 
-    name = settings.run.name or f"{cfg.model.name}-{dataset.name}-{regularizer.name}-{schedule.name}"
+
+def run(cfg: DictConfig) -> dict:
+    """Run (or resume, or skip if complete) the run ``cfg`` describes; return its metrics."""
+    settings = typed(cfg)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    seed_everything(settings.seed)
+    device = resolve_device(settings.device)
+    parts = build_parts(cfg)
+    name = settings.run.name or f"{cfg.model.name}-{parts.dataset.name}-{parts.regularizer.name}-{parts.schedule.name}"
     run_id = settings.run.id or f"{name}-s{settings.seed}-{config_hash(cfg)}"
     record = RunRecord.open(settings.run.root, settings.run.experiment, run_id, settings.resume)
-    previous = record.read_json("metrics.json") or {}
-    if previous.get("status") == "complete":
-        print(f"run {record.path} is complete; nothing to do", file=sys.stderr)
-        return previous
+    with record.lock():
+        previous = record.read_json("metrics.json") or {}
+        if previous.get("status") == "complete":
+            print(f"run {record.path} is complete; nothing to do", file=sys.stderr)
+            return previous
+        base = {"run_id": run_id, "run_dir": str(record.path), "experiment": settings.run.experiment, "name": name,
+                "model": cfg.model.name, "dataset": parts.dataset.name, "regularizer": parts.regularizer.name,
+                "lam": parts.regularizer.lam, "schedule": parts.schedule.name, "seed": settings.seed,
+                "provenance": provenance(settings.seed, device)}
+        return execute(cfg, settings, record, parts, device, base, previous.get("wall_time_s", 0.0))
 
+
+def initial_state(record: RunRecord, parts: Parts) -> RunState:
+    """The latest checkpoint of this run, or a fresh start (from ``schedule.start_from`` if given)."""
     if record.exists("ckpt.pt"):
-        state = RunState.from_checkpoint(load_checkpoint(record.path / "ckpt.pt"))
-    else:
-        state = RunState(model=model)
-        if schedule.start_from is not None:
-            state.model, state.metrics = start_model(schedule.start_from, record)
-    record.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        ckpt = load_checkpoint(record.path / "ckpt.pt")
+        check_same_architecture(ckpt.get("model", {}), parts.model, record.path / "ckpt.pt")
+        return RunState.from_checkpoint(ckpt)
+    state = RunState(model=parts.model)
+    if parts.schedule.start_from is not None:
+        state.model, state.metrics = start_model(parts.schedule.start_from, parts.model)
+    return state
 
-    base = {"run_id": run_id, "run_dir": str(record.path), "experiment": settings.run.experiment,
-            "name": name, "model": cfg.model.name, "dataset": dataset.name, "regularizer": regularizer.name,
-            "lam": regularizer.lam, "schedule": schedule.name, "seed": settings.seed,
-            "provenance": provenance(settings.seed, device)}
+
+def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Parts, device: torch.device,
+            base: dict, wall_before: float) -> dict:
+    state = initial_state(record, parts)
+    record.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     record.write_json("metrics.json", {**base, **state.metrics, "status": "running"})
-    logger.start(record.path, run_id, OmegaConf.to_container(cfg, resolve=True),
-                 group=settings.run.experiment, job_type=schedule.name,
-                 tags=[cfg.model.name, dataset.name, regularizer.name])
-    runner = Runner(schedule=schedule, data=data, dataset=dataset, regularizer=regularizer, optimizer=optimizer,
-                    record=record, logger=logger, device=device, seed=settings.seed,
+    parts.logger.start(record.path, base["run_id"], OmegaConf.to_container(cfg, resolve=True),
+                       group=settings.run.experiment, job_type=parts.schedule.name,
+                       tags=[base["model"], base["dataset"], base["regularizer"]])
+    runner = Runner(schedule=parts.schedule, data=parts.data, dataset=parts.dataset, regularizer=parts.regularizer,
+                    optimizer=parts.optimizer, record=record, logger=parts.logger, device=device, seed=settings.seed,
                     checkpoint_every=settings.checkpoint_every, progress=settings.progress,
-                    latency=settings.latency)
+                    latency=settings.latency, fault_at_step=settings.fault.at_step,
+                    fault_after_phase=settings.fault.after_phase)
     t0 = time.perf_counter()
     try:
         runner.run(state)
     except BaseException as e:
-        reason = f"{type(e).__name__}: {e}"
-        record.write_json("metrics.json", {**base, **state.metrics, "status": "failed", "reason": reason})
-        logger.finish("failed")
+        record.write_json("metrics.json", {**base, **state.metrics, "status": "failed",
+                                           "reason": f"{type(e).__name__}: {e}",
+                                           "wall_time_s": wall_before + time.perf_counter() - t0})
+        parts.logger.finish("failed")
         raise
-    wall = previous.get("wall_time_s", 0.0) + time.perf_counter() - t0
-    metrics = {**base, **state.metrics, "wall_time_s": wall, "status": "complete"}
+    metrics = {**base, **state.metrics, "wall_time_s": wall_before + time.perf_counter() - t0, "status": "complete"}
     record.write_json("metrics.json", metrics)
-    logger.summary(metrics)
-    logger.finish("complete")
+    parts.logger.summary(metrics)
+    parts.logger.finish("complete")
     return metrics

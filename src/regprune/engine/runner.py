@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import random
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..data.base import DatasetSpec, ImageData
@@ -22,6 +25,26 @@ from .optim import OptimizerSpec, lr_at, set_lr
 from .schedule import PrunePhase, RecalibrateBN, Schedule, TrainPhase
 
 METRIC_PREFIX = {"train": "acc_trained", "finetune": "acc_finetuned"}
+FAULT_EXIT_CODE = 86  # the abrupt exit of fault injection (tests of exact resume)
+
+
+def rng_states() -> dict:
+    """Every RNG a run touches, in a form ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, cached],
+              "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 @dataclass
@@ -40,11 +63,11 @@ class RunState:
     def to_checkpoint(self) -> dict:
         return {"phase": self.phase, "epoch": self.epoch, "step": self.step, "model": model_payload(self.model),
                 "optimizer": self.optimizer, "regularizer": self.regularizer, "metrics": self.metrics,
-                "history": self.history, "torch_rng": torch.get_rng_state()}
+                "history": self.history, "rng": rng_states()}
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict) -> RunState:
-        torch.set_rng_state(ckpt["torch_rng"])
+        set_rng_states(ckpt["rng"])
         return cls(model=model_from_payload(ckpt["model"]), phase=ckpt["phase"], epoch=ckpt["epoch"],
                    step=ckpt["step"], optimizer=ckpt["optimizer"], regularizer=ckpt["regularizer"],
                    metrics=ckpt["metrics"], history=ckpt["history"])
@@ -53,10 +76,12 @@ class RunState:
 class Runner:
     def __init__(self, *, schedule: Schedule, data: ImageData, dataset: DatasetSpec, regularizer: Regularizer,
                  optimizer: OptimizerSpec, record: RunRecord, logger, device: torch.device, seed: int,
-                 checkpoint_every: int = 1, progress: bool = True, latency: bool = True):
+                 checkpoint_every: int = 1, progress: bool = True, latency: bool = True,
+                 fault_at_step: int | None = None, fault_after_phase: str | None = None):
         self.schedule, self.data, self.regularizer, self.optimizer_spec = schedule, data, regularizer, optimizer
         self.record, self.logger, self.device = record, logger, device
         self.checkpoint_every, self.progress, self.latency = checkpoint_every, progress, latency
+        self.fault_at_step, self.fault_after_phase = fault_at_step, fault_after_phase
         stats = {"mean": data.mean, "std": data.std, "device": device}
         self.train_batches = BatchLoader(*data.train, dataset.batch_size, shuffle=True, drop_last=False,
                                          crop_padding=dataset.crop_padding if dataset.augment else 0,
@@ -92,8 +117,11 @@ class Runner:
             elif isinstance(settings, PrunePhase):
                 self.prune_phase(settings, state)
             elif isinstance(settings, RecalibrateBN):
+                self.train_batches.set_epoch(len(state.history))
                 recalibrate_bn(state.model, self.train_batches, settings.batches)
                 state.metrics["acc_recalibrated"] = self.evaluate(state.model)["test_acc"]
+            if name == self.fault_after_phase:
+                os._exit(FAULT_EXIT_CODE)  # the phase's work is done, its checkpoint not yet written
             state.phase, state.epoch, state.optimizer = index + 1, 0, None
             if name == "train":
                 self.record.save("trained.pt", model_payload(state.model))
@@ -122,9 +150,9 @@ class Runner:
             lr = lr_at(epoch, phase.epochs, base_lr, phase.lr_schedule, phase.milestones, phase.lr_gamma)
             set_lr(optimizer, lr)
             self.train_batches.set_epoch(len(state.history))
-            train, state.step = train_one_epoch(model, self.train_batches, optimizer, reg, epoch=epoch,
-                                                step=state.step, progress=self.progress,
-                                                desc=f"{name} {epoch + 1}/{phase.epochs}")
+            batches = self.batches_until_fault(state.step)
+            train, state.step = train_one_epoch(model, batches, optimizer, reg, epoch=epoch, step=state.step,
+                                                progress=self.progress, desc=f"{name} {epoch + 1}/{phase.epochs}")
             self.check_finite(model, name, epoch)
             row = {"phase": name, "epoch": epoch + 1, "lr": lr, "train_loss": train["loss"],
                    "train_acc": train["acc"], **self.evaluate(model),
@@ -168,6 +196,18 @@ class Runner:
         })
         self.logger.table("kept_channels", ["layer", "kept", "total"],
                           [[k, v, state.metrics["total_channels"][k]] for k, v in kept.items()])
+
+    def batches_until_fault(self, step: int):
+        """The training batches; with fault injection, the process dies abruptly at the given step."""
+        if self.fault_at_step is None:
+            return self.train_batches
+        return self._faulty(step)
+
+    def _faulty(self, step: int):
+        for i, batch in enumerate(self.train_batches):
+            if step + i == self.fault_at_step:
+                os._exit(FAULT_EXIT_CODE)
+            yield batch
 
     @staticmethod
     def check_finite(model: PrunableModel, phase: str, epoch: int) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
@@ -90,6 +92,19 @@ class RunRecord:
         except OSError as e:
             raise UserError(f"cannot create run folder {path}: {e.strerror}") from None
         return cls(path)
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold an exclusive lock on the folder for the run's duration: two jobs never share a run."""
+        with open(self.path / ".lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"run folder {self.path} is in use by another job") from None
+            try:
+                yield self
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def write_json(self, name: str, obj: dict) -> None:
         atomic_write_bytes(self.path / name, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())

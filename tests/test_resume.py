@@ -1,0 +1,79 @@
+"""Killed-and-resumed runs end exactly where uninterrupted ones do (CPU), in every phase."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, train
+from regprune.engine.runner import FAULT_EXIT_CODE
+
+ARGS = ["model=vgg_tiny", "dataset=digits", "regularizer=l1", "regularizer.lam=1e-3", "optimizer.lr=0.05",
+        "schedule.train.epochs=3", "schedule.finetune.epochs=2", "schedule.prune.ratio=0.5",
+        "schedule.recalibrate_bn={batches:2}", "progress=false", "latency=false"]
+COMPARED = ("acc_trained_final", "acc_trained_best", "acc_pruned", "acc_recalibrated", "acc_finetuned_final",
+            "acc_finetuned_best", "params", "macs", "flops", "kept_channels", "channels_pruned_ratio")
+
+
+def outcome(root) -> tuple[dict, list[dict]]:
+    (run_dir,) = (root / "default").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    with open(run_dir / "history.csv") as f:
+        history = [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
+    return {k: metrics[k] for k in COMPARED}, history
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    train([*ARGS, f"run.root={root}"])
+    return outcome(root)
+
+
+@pytest.mark.parametrize("fault", [
+    "fault.at_step=30",  # penalty training, epoch 2
+    pytest.param("fault.after_phase=train", marks=pytest.mark.slow),  # trained, not yet checkpointed
+    "fault.after_phase=prune",  # pruned and compacted, not yet checkpointed
+    pytest.param("fault.after_phase=recalibrate_bn", marks=pytest.mark.slow),
+    "fault.at_step=70",  # fine-tuning, epoch 2 (19 steps per epoch)
+])
+def test_fault_then_resume_matches_uninterrupted(fault, reference, tmp_path):
+    crashed = train([*ARGS, fault, f"run.root={tmp_path}"], check=False)
+    assert crashed.returncode == FAULT_EXIT_CODE, crashed.stderr
+    (run_dir,) = (tmp_path / "default").iterdir()
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "running"
+    train([*ARGS, "resume=auto", f"run.root={tmp_path}"])
+    assert outcome(tmp_path) == reference
+
+
+def test_sigkill_then_resume_matches_uninterrupted(reference, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *ARGS, f"run.root={tmp_path}"], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("default/*/ckpt.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    (run_dir,) = (tmp_path / "default").iterdir()
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "running"
+    train([*ARGS, "resume=auto", f"run.root={tmp_path}"])
+    assert outcome(tmp_path) == reference
+
+
+def test_checkpoint_holds_every_rng_and_loads_weights_only(reference, tmp_path):
+    import torch
+
+    train([*ARGS, "fault.at_step=25", f"run.root={tmp_path}"], check=False)
+    (ckpt,) = tmp_path.glob("default/*/ckpt.pt")
+    state = torch.load(ckpt, weights_only=True)
+    assert {"python", "numpy", "torch"} <= set(state["rng"])
+    assert state["phase"] == 0 and state["epoch"] == 1 and state["step"] == 19
+    assert state["optimizer"]["state"] and state["model"]["spec"]["kwargs"]["widths"]
