@@ -125,6 +125,7 @@ class Parts:
     optimizer: OptimizerSpec
     schedule: Schedule
     logger: object
+    start: tuple[PrunableModel, dict] | None  # (trained model, its metrics) with schedule.start_from
 
 
 def build_parts(cfg: DictConfig) -> Parts:
@@ -136,7 +137,8 @@ def build_parts(cfg: DictConfig) -> Parts:
     data = dataset.load()
     model = component(cfg.model, "model", num_classes=data.num_classes, in_channels=data.in_channels)
     check_compatible(regularizer, model)
-    return Parts(dataset, data, model, regularizer, optimizer, schedule, logger)
+    start = start_model(schedule.start_from, model) if schedule.start_from is not None else None
+    return Parts(dataset, data, model, regularizer, optimizer, schedule, logger, start)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -150,7 +152,7 @@ def run(cfg: DictConfig) -> dict:
     name = settings.run.name or f"{cfg.model.name}-{parts.dataset.name}-{parts.regularizer.name}-{parts.schedule.name}"
     run_id = settings.run.id or f"{name}-s{settings.seed}-{config_hash(cfg)}"
     record = RunRecord.open(settings.run.root, settings.run.experiment, run_id, settings.resume)
-    with record.lock():
+    with record.lock(), record.discard_if_left_empty():
         previous = record.read_json("metrics.json") or {}
         if previous.get("status") == "complete":
             print(f"run {record.path} is complete; nothing to do", file=sys.stderr)
@@ -168,10 +170,9 @@ def initial_state(record: RunRecord, parts: Parts) -> RunState:
         ckpt = load_checkpoint(record.path / "ckpt.pt")
         check_same_architecture(ckpt.get("model", {}), parts.model, record.path / "ckpt.pt")
         return RunState.from_checkpoint(ckpt)
-    state = RunState(model=parts.model)
-    if parts.schedule.start_from is not None:
-        state.model, state.metrics = start_model(parts.schedule.start_from, parts.model)
-    return state
+    if parts.start is not None:
+        return RunState(model=parts.start[0], metrics=dict(parts.start[1]))
+    return RunState(model=parts.model)
 
 
 def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Parts, device: torch.device,

@@ -106,6 +106,17 @@ class RunRecord:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def discard_if_left_empty(self):
+        """Remove the folder again if the run fails before writing anything into it."""
+        try:
+            yield self
+        except BaseException:
+            if {p.name for p in self.path.iterdir()} <= {".lock"}:
+                (self.path / ".lock").unlink(missing_ok=True)
+                self.path.rmdir()
+            raise
+
     def write_json(self, name: str, obj: dict) -> None:
         atomic_write_bytes(self.path / name, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
