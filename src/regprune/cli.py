@@ -58,9 +58,9 @@ def preflight(argv: list[str]) -> None:
     """Compose the config once before Hydra does, so a typo or bad value is one line, not a traceback."""
     from hydra import compose, initialize_config_dir
 
-    overrides = [a for a in argv if not a.startswith("-")]
-    if any(a.startswith("hydra/") or a.startswith("hydra.") for a in overrides):
-        return
+    if any(a.startswith(("--config", "-cn", "-cp", "-cd")) for a in argv):
+        return  # another primary config: leave composition to Hydra
+    overrides = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
     register_schema()
     try:
         overrides = first_of_each_sweep(overrides)

@@ -1,0 +1,37 @@
+"""Scale-out: the Slurm launcher config composes; a digits sweep runs through submitit's local executor."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import FAST, ROOT, train
+
+
+def compose_with_hydra(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from regprune.config import register_schema
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def test_slurm_launcher_composes_with_requeue():
+    cfg = compose_with_hydra(["hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.max_num_timeout > 0
+    assert launcher.array_parallelism > 0 and launcher.timeout_min > 0 and launcher.mem_gb > 0
+
+
+def test_two_job_sweep_through_local_submitit(tmp_path):
+    proc = train(["-m", "hydra/launcher=local", *FAST, "seed=0,1", f"run.root={tmp_path}"])
+    runs = sorted((tmp_path / "default").iterdir())
+    assert len(runs) == 2, proc.stdout
+    for run_dir in runs:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["status"] == "complete"
+        for f in ("config.yaml", "history.csv", "model.pt", "trained.pt", "ckpt.pt"):
+            assert (run_dir / f).is_file()
+    assert sorted(json.loads((r / "metrics.json").read_text())["seed"] for r in runs) == [0, 1]
