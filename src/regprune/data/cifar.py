@@ -76,9 +76,9 @@ class CifarSpec(DatasetSpec):
                             f"elsewhere and set dataset.root") from None
         except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as e:
             # torchvision raises RuntimeError for a missing file or an MD5 mismatch
+            why = "missing or MD5 mismatch" if isinstance(e, RuntimeError) else f"{type(e).__name__}: {e}"
             raise UserError(f"{self.bad_file(cls)} is missing, corrupted or not a CIFAR file "
-                            f"({type(e).__name__}: {str(e).splitlines()[0]}); delete {self.folder} and set "
-                            f"dataset.download=true") from None
+                            f"({why.splitlines()[0]}); delete {self.folder} and set dataset.download=true") from None
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
         return x, torch.tensor(ds.targets, dtype=torch.int64)
 
