@@ -4,7 +4,8 @@ channels, concatenated to the input), no bottleneck, transitions BN → select �
 width, compression 1) → 2×2 average pool, final BN → select → ReLU → global average pool → linear.
 
 ``init_channels`` is the stem's width: 16 as in the DenseNet paper (its parameter count, 1.02M on
-CIFAR-10, is what NS's Table 1 reports), 24 (= 2 × growth) in the public NS PyTorch port (1.07M).
+CIFAR-10, is what NS's Table 1 reports), 24 (= 2 × growth) in the public NS PyTorch port (1.06M;
+its 1.07M counts the ChannelSelect indices too).
 
 ``widths`` = the stream part [stem, g_1, …, g_3L, t_1, t_2] (the output width of the stem, of every
 dense layer, of both transitions) followed, in ``inside_blocks`` mode, by NS's ``cfg``: the select
@@ -133,7 +134,7 @@ class DenseNet(PrunableModel):
         producers = [("conv", 0)] + [(f"{name}.conv", out) for name, _, out, _, _ in self.units()]
         reads: dict[str, list[tuple[str, str, int]]] = {p: [] for p, _ in producers}  # (bn, conv, offset)
         live = [("conv", self.widths[0])]  # the features the next reader sees: (producer, width) in order
-        for name, _, out, _, dense in [*self.units(), ("", 0, 0, 0, False)]:
+        for name, _, out, _, dense in [*self.units(), ("", 0, 0, 0, False)]:  # "": the final BN and fc
             bn, conv = (f"{name}.bn", f"{name}.conv") if name else ("bn", "fc")
             off = 0
             for producer, w in live:
