@@ -6,6 +6,9 @@ from collections.abc import Callable
 from functools import partial
 
 from .base import ChannelGroup, ChannelSelect, PrunableModel
+from .densenet import DenseNet
+from .preresnet import PreResNet
+from .resnet import ResNet
 from .vgg import LAYOUTS as VGG_LAYOUTS
 from .vgg import VGG
 
@@ -18,6 +21,10 @@ def register_model(name: str, factory: Callable[..., PrunableModel]) -> None:
 
 for _name in VGG_LAYOUTS:
     register_model(_name, partial(VGG, depth=_name))
+for _depth in (20, 56, 110):
+    register_model(f"resnet{_depth}", partial(ResNet, depth=_depth))
+register_model("preresnet164", partial(PreResNet, depth=164))
+register_model("densenet40", partial(DenseNet, depth=40))
 
 
 def build_model(name: str, num_classes: int, in_channels: int, **kwargs) -> PrunableModel:
@@ -27,4 +34,5 @@ def build_model(name: str, num_classes: int, in_channels: int, **kwargs) -> Prun
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
-__all__ = ["MODELS", "ChannelGroup", "ChannelSelect", "PrunableModel", "build_model", "register_model"]
+__all__ = ["MODELS", "ChannelGroup", "ChannelSelect", "DenseNet", "PreResNet", "PrunableModel", "ResNet", "VGG",
+           "build_model", "register_model"]

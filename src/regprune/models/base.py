@@ -24,6 +24,9 @@ class ChannelGroup:
             indexed by the channels.
     inp:    modules whose weight's dim 1 is indexed by the channels (the consumers).
     select: ``ChannelSelect`` modules narrowed instead of the gate itself (NS pre-activation blocks).
+    offsets: (module, first channel) for modules whose channel dim holds several groups side by side
+            (a concatenated or zero-padded stream); the group is the slice [offset, offset + width).
+            Modules not listed start at channel 0.
     """
 
     name: str
@@ -32,6 +35,10 @@ class ChannelGroup:
     out: tuple[str, ...] = ()
     inp: tuple[str, ...] = ()
     select: tuple[str, ...] = field(default=())
+    offsets: tuple[tuple[str, int], ...] = ()
+
+    def offset(self, module: str) -> int:
+        return dict(self.offsets).get(module, 0)
 
 
 class ChannelSelect(nn.Module):
@@ -70,6 +77,17 @@ class PrunableModel(nn.Module):
 
     def rebuild(self, widths: list[int]) -> PrunableModel:
         return type(self)(**{**self.arch_kwargs(), "widths": list(widths)})
+
+    def gate_index(self, group: ChannelGroup, gate: str) -> torch.Tensor:
+        """Positions of ``group``'s channels in the γ of its gate BN ``gate``.
+
+        A select group's gate stays full width, so its channels are the ChannelSelect's kept indices;
+        otherwise they are the contiguous slice at the group's offset in that BN.
+        """
+        if group.select:
+            return self.get_submodule(group.select[0]).index
+        start = group.offset(gate)
+        return torch.arange(start, start + self.widths[group.width], device=self.get_submodule(gate).weight.device)
 
     def gate_modules(self) -> dict[str, nn.BatchNorm2d]:
         """Every BN that gates a prunable group, by name."""

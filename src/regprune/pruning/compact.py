@@ -13,25 +13,33 @@ def compact(model: PrunableModel, masks: dict[str, torch.Tensor]) -> PrunableMod
     """Return a new, smaller model with only the channels kept by ``masks`` (group name -> bool).
 
     Each group narrows: dim 0 of its producers' tensors, dim 1 of its consumers' weights, the index
-    of its ChannelSelect layers; then the class is rebuilt with the new widths and the narrowed state
-    dict is loaded strictly, so any mismatch between declared groups and the real graph fails loudly.
+    of its ChannelSelect layers — at the group's offset where a tensor holds several groups side by side;
+    then the class is rebuilt with the new widths and the narrowed state dict is loaded strictly, so any
+    mismatch between declared groups and the real graph fails loudly.
     """
     state = {k: v.clone() for k, v in model.state_dict().items()}
     widths = list(model.widths)
+    keep: dict[tuple[str, int], torch.Tensor] = {}  # (state key, dim) -> kept entries, original positions
+
+    def narrow(key: str, dim: int, start: int, mask: torch.Tensor) -> None:
+        k = keep.setdefault((key, dim), torch.ones(state[key].shape[dim], dtype=torch.bool))
+        k[start:start + len(mask)] &= mask
+
     for g in model.channel_groups():
-        keep = masks[g.name].nonzero().flatten().cpu()
-        widths[g.width] = len(keep)
+        mask = masks[g.name].bool().cpu()
+        widths[g.width] = int(mask.sum())
         for mod in g.out:
             for key in DIM0_KEYS:
-                name = f"{mod}.{key}"
-                if name in state:
-                    state[name] = state[name].index_select(0, keep.to(state[name].device))
+                if f"{mod}.{key}" in state:
+                    narrow(f"{mod}.{key}", 0, g.offset(mod), mask)
         for mod in g.inp:
-            name = f"{mod}.weight"
-            state[name] = state[name].index_select(1, keep.to(state[name].device))
+            narrow(f"{mod}.weight", 1, g.offset(mod), mask)
         for mod in g.select:
-            name = f"{mod}.index"
-            state[name] = state[name].index_select(0, keep.to(state[name].device))
+            narrow(f"{mod}.index", 0, g.offset(mod), mask)
+    # all groups first, then one index_select per tensor: groups sharing a tensor (at different
+    # offsets) do not shift each other's positions
+    for (key, dim), k in keep.items():
+        state[key] = state[key].index_select(dim, k.nonzero().flatten().to(state[key].device))
     smaller = model.rebuild(widths)
     param = next(model.parameters())
     smaller.to(device=param.device, dtype=param.dtype)

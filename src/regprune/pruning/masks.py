@@ -34,7 +34,8 @@ def group_scores(model: PrunableModel, groups: list[ChannelGroup] | None = None)
     """|γ| per channel of every prunable group (averaged over a group's gates)."""
     modules = dict(model.named_modules())
     groups = model.channel_groups() if groups is None else groups
-    return {g.name: torch.stack([modules[b].weight.detach().abs().float().cpu() for b in g.gates]).mean(0)
+    return {g.name: torch.stack([modules[b].weight.detach()[model.gate_index(g, b)].abs().float().cpu()
+                                 for b in g.gates]).mean(0)
             for g in groups}
 
 
@@ -84,6 +85,6 @@ def apply_masks(model: PrunableModel, masks: dict[str, torch.Tensor]) -> None:
     for g in model.channel_groups():
         keep = masks[g.name].to(next(model.parameters()).device)
         for b in g.gates:
-            bn = modules[b]
-            bn.weight.mul_(keep)
-            bn.bias.mul_(keep)
+            drop = model.gate_index(g, b)[~keep]
+            modules[b].weight[drop] = 0
+            modules[b].bias[drop] = 0
