@@ -10,8 +10,8 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-from conftest import compose, train
 
+from conftest import compose, train
 from regprune.data import Cifar10, Cifar100
 from regprune.data.cifar import REPO_DATA, default_root
 from regprune.errors import UserError

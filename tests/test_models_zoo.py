@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import compose
 from hydra.utils import instantiate
 from test_compaction import random_masks
 from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import compose
 from regprune.models import MODELS, ChannelSelect, build_model
 from regprune.models.resnet import ResNet
 from regprune.profile import count_macs, count_params

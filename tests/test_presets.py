@@ -1,0 +1,67 @@
+"""Every experiment preset and sweep composes, and its components build (fast); a few train 1 epoch."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.utils import instantiate
+
+from conftest import ROOT, compose
+from regprune.run import typed
+
+PRESETS = sorted(str(p.relative_to(ROOT / "configs/experiment").with_suffix(""))
+                 for p in (ROOT / "configs/experiment").rglob("*.yaml"))
+SWEEPS = sorted(p.stem for p in (ROOT / "configs/sweep").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_composes_and_builds(preset):
+    cfg = compose([f"experiment={preset}"])
+    typed(cfg)
+    instantiate(cfg.regularizer)
+    instantiate(cfg.optimizer)
+    schedule = instantiate(cfg.schedule)
+    dataset = instantiate(cfg.dataset)
+    model = instantiate(cfg.model, num_classes=100 if "cifar100" in str(cfg.dataset) else 10,
+                        in_channels=1 if dataset.name == "digits" else 3)
+    assert model.channel_groups()
+    if not preset.rpartition("/")[2].startswith("_"):
+        assert cfg.run.experiment != "default", "a preset names its experiment folder"
+        assert schedule.phases()
+
+
+def sweep_jobs(name: str) -> list[list[str]]:
+    """The override lists of every job of a sweep config (its params' cartesian product)."""
+    from itertools import product
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from regprune.config import register_schema
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=[f"sweep={name}"], return_hydra_config=True)
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    params = cfg.hydra.sweeper.params
+    return [[f"{k}={v}" for k, v in zip(params, values, strict=True)]
+            for values in product(*[str(v).split(",") for v in params.values()])]
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_sweep_jobs_compose_with_three_seeds(sweep):
+    jobs = sweep_jobs(sweep)
+    seeds = {o for job in jobs for o in job if o.startswith("seed=")}
+    assert len(seeds) >= 3
+    for job in jobs:
+        cfg = compose([f"sweep={sweep}", *job])
+        typed(cfg)
+        assert cfg.resume == "auto"
+
+
+def test_stage_two_prunes_the_run_stage_one_trains():
+    trained = compose(["sweep=ns2017_table1_train", "experiment=ns2017/_c10_vgg19", "seed=1"])
+    pruned = compose(["sweep=ns2017_table1", "experiment=ns2017/c10_vgg19_p70", "seed=1"])
+    assert trained.schedule.name == "train" and trained.regularizer.lam == 1e-4
+    folder = f"{trained.run.root}/{trained.run.experiment}/{trained.run.id}"
+    assert pruned.schedule.start_from == folder == "runs/ns2017/ns2017-c10-vgg19-trained-s1"
+    assert pruned.schedule.prune.ratio == 0.7 and pruned.optimizer.nesterov
