@@ -52,15 +52,6 @@ def test_compacted_equals_masked(name, keep_prob):
     check_equivalence(model, shape, keep_prob)
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet56", "resnet110", "preresnet164", "densenet40"])
-@pytest.mark.parametrize("mode", ["inside_blocks", "coupled"])
-def test_zoo_compacted_equals_masked(name, mode):
-    """Every family and pruning mode; the second pass prunes the already compacted network."""
-    model = build_model(name, num_classes=10, in_channels=3, prune_mode=mode)
-    _, small, _ = check_equivalence(model, (3, 8, 8), keep_prob=0.4)  # 8×8: every stage still runs
-    check_equivalence(small, (3, 8, 8), keep_prob=0.6, seed=1)
-
-
 def test_vgg_cost_matches_kept_channels():
     """Params and MACs of the compacted VGG are what its kept widths predict."""
     model = build_model("vgg_tiny", num_classes=10, in_channels=1)
