@@ -56,6 +56,11 @@ def test_sweep_jobs_compose_with_three_seeds(sweep):
         cfg = compose([f"sweep={sweep}", *job])
         typed(cfg)
         assert cfg.resume == "auto"
+        phases = [name for name, _ in instantiate(cfg.schedule).phases()]
+        if sweep.endswith("_train"):  # stage 1 trains only; stage 2 starts at pruning
+            assert phases == ["train"]
+        else:
+            assert phases[0] == "prune" and cfg.schedule.start_from.endswith(f"-trained-s{cfg.seed}")
 
 
 def test_stage_two_prunes_the_run_stage_one_trains():

@@ -141,6 +141,18 @@ def build_parts(cfg: DictConfig) -> Parts:
     return Parts(dataset, data, model, regularizer, optimizer, schedule, logger, start)
 
 
+def run_name(cfg: DictConfig, dataset: DatasetSpec, regularizer: Regularizer, schedule: Schedule) -> str:
+    return typed(cfg).run.name or f"{cfg.model.name}-{dataset.name}-{regularizer.name}-{schedule.name}"
+
+
+def run_folder(cfg: DictConfig, name: str | None = None) -> Path:
+    """Where the run ``cfg`` describes keeps its records (without building its model or data)."""
+    settings = typed(cfg)
+    name = name or run_name(cfg, *(component(cfg[k], k) for k in ("dataset", "regularizer", "schedule")))
+    run_id = settings.run.id or f"{name}-s{settings.seed}-{config_hash(cfg)}"
+    return Path(settings.run.root) / settings.run.experiment / run_id
+
+
 def run(cfg: DictConfig) -> dict:
     """Run (or resume, or skip if complete) the run ``cfg`` describes; return its metrics."""
     settings = typed(cfg)
@@ -149,15 +161,15 @@ def run(cfg: DictConfig) -> dict:
     seed_everything(settings.seed)
     device = resolve_device(settings.device)
     parts = build_parts(cfg)
-    name = settings.run.name or f"{cfg.model.name}-{parts.dataset.name}-{parts.regularizer.name}-{parts.schedule.name}"
-    run_id = settings.run.id or f"{name}-s{settings.seed}-{config_hash(cfg)}"
-    record = RunRecord.open(settings.run.root, settings.run.experiment, run_id, settings.resume)
+    name = run_name(cfg, parts.dataset, parts.regularizer, parts.schedule)
+    folder = run_folder(cfg, name)
+    record = RunRecord.open(folder.parent.parent, folder.parent.name, folder.name, settings.resume)
     with record.lock(), record.discard_if_left_empty():
         previous = record.read_json("metrics.json") or {}
         if previous.get("status") == "complete":
             print(f"run {record.path} is complete; nothing to do", file=sys.stderr)
             return previous
-        base = {"run_id": run_id, "run_dir": str(record.path), "experiment": settings.run.experiment, "name": name,
+        base = {"run_id": folder.name, "run_dir": str(record.path), "experiment": settings.run.experiment, "name": name,
                 "model": cfg.model.name, "dataset": parts.dataset.name, "regularizer": parts.regularizer.name,
                 "lam": parts.regularizer.lam, "schedule": parts.schedule.name, "seed": settings.seed,
                 "provenance": provenance(settings.seed, device)}
