@@ -9,9 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import FAST, ROOT, compose
+from torch import nn
 
 from regprune import regularizers as R
 from regprune.models import build_model
+from regprune.models.base import ChannelGroup, PrunableModel
 from regprune.profile import count_macs
 from regprune.pruning import compact, masks_from_scores
 from regprune.regularizers import prox
@@ -19,13 +21,43 @@ from regprune.regularizers.criteria import valley_threshold
 from regprune.regularizers.groups import group_scores, weight_groups
 from regprune.regularizers.rsnli import channel_costs
 
-SHAPES = {"vgg_tiny": (1, 16, 16), "vgg11": (3, 32, 32)}
+SHAPES = {"vgg_tiny": (1, 16, 16), "vgg11": (3, 32, 32), "residual": (3, 8, 8)}
+
+
+class TinyResidual(PrunableModel):
+    """A residual stream coupled across two producers (stem, conv2) and two gates, as ResNets declare it:
+    group "stream" = stem/bn0 and conv2/bn2 outputs, consumed by conv1 and the classifier."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: list[int] | None = None):
+        super().__init__()
+        self.widths = list(widths or [6, 5])
+        c, h = self.widths
+        self.stem, self.bn0 = nn.Conv2d(in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv1, self.bn1 = nn.Conv2d(c, h, 3, padding=1, bias=False), nn.BatchNorm2d(h)
+        self.conv2, self.bn2 = nn.Conv2d(h, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def arch_kwargs(self) -> dict:
+        return {"num_classes": self.classifier.out_features, "in_channels": self.stem.in_channels}
+
+    def channel_groups(self) -> list[ChannelGroup]:
+        return [ChannelGroup("stream", 0, gates=("bn0", "bn2"), out=("stem", "bn0", "conv2", "bn2"),
+                             inp=("conv1", "classifier")),
+                ChannelGroup("bn1", 1, gates=("bn1",), out=("conv1", "bn1"), inp=("conv2",))]
+
+    def forward(self, x):
+        s = F.relu(self.bn0(self.stem(x)))
+        s = F.relu(s + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(s))))))
+        return self.classifier(s.mean((2, 3)))
 
 
 def model_and_batch(name: str = "vgg_tiny", dtype=torch.float64, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     shape = SHAPES[name]
-    model = build_model(name, num_classes=10, in_channels=shape[0]).to(dtype)
+    if name == "residual":
+        model = TinyResidual().to(dtype)
+    else:
+        model = build_model(name, num_classes=10, in_channels=shape[0]).to(dtype)
     for bn in model.gate_modules().values():  # γ of both signs, away from 0 (nondifferentiable there)
         mag = 0.02 + torch.rand(bn.weight.shape, generator=g, dtype=dtype)
         sign = torch.where(torch.rand(bn.weight.shape, generator=g) < 0.2, -1.0, 1.0).to(dtype)
@@ -81,7 +113,7 @@ def make(name: str, model):
     return reg
 
 
-@pytest.mark.parametrize("model_name", ["vgg_tiny", "vgg11"])
+@pytest.mark.parametrize("model_name", ["vgg_tiny", "vgg11", "residual"])
 @pytest.mark.parametrize("name", sorted(SUBGRADIENT))
 def test_after_backward_adds_exactly_the_penalty_gradient(name, model_name):
     model, x, y = model_and_batch(model_name)
@@ -311,6 +343,23 @@ def test_weight_groups_are_generic_over_channel_groups():
             for w, d in s:
                 assert w.shape[d] == model.widths[g.width]
                 assert any(modules[n].weight is w for n in (*g.out, *g.inp))
+
+
+def test_coupled_groups_hold_every_producer_and_consumer():
+    model, *_ = model_and_batch("residual")
+    wg = weight_groups(model, "oic")
+    stream = dict(zip(wg.names, wg.slices, strict=True))["stream"]
+    assert [(w is model.stem.weight, w is model.conv2.weight, d) for w, d in stream] == [
+        (True, False, 0), (False, True, 0), (False, False, 1), (False, False, 1)]
+    model.stem.weight.data[2] = 0
+    assert group_scores(model)["stream"][2] > 0  # conv2's filter 2 is still alive
+    model.conv2.weight.data[2] = 0
+    assert group_scores(model)["stream"][2] == 0
+    assert torch.isinf(group_scores(model, exclude_first=True)["stream"]).all()  # the stem produces it
+    small = compact(model, masks_from_scores(group_scores(model), 0.0, threshold=0.0).masks)
+    assert small.widths == [5, 5] and small(torch.zeros(1, 3, 8, 8, dtype=torch.float64)).shape == (1, 10)
+    costs = channel_costs(model, {"stem": 64, "conv1": 64, "conv2": 64})
+    assert costs == {"stream": 64 * 3 * 9 + 64 * 5 * 9 + 64 * 5 * 9 + 10, "bn1": 64 * 6 * 9 + 64 * 6 * 9}
 
 
 def test_valley_threshold_finds_first_local_minimum():

@@ -38,9 +38,8 @@ def half_threshold(lam: float) -> float:
 
 
 def _half_z(a: Tensor, lam: float) -> Tensor:
-    """z = (λ/4)(|y|/3)^(−3/2) ∈ (0, 1/√2] for |y| ≥ the threshold (|y| is clamped to it)."""
-    t = 3.0 / a.clamp_min(half_threshold(lam))
-    return (lam / 4) * t * t.sqrt()
+    """z = (λ/4)(|y|/3)^(−3/2) ∈ (0, 1/√2] for |y| ≥ the threshold (|y| is clamped to it); a new tensor."""
+    return a.clamp_min(half_threshold(lam)).pow_(-1.5).mul_(lam / 4 * 3**1.5)
 
 
 def half(y: Tensor, lam: float) -> Tensor:
@@ -50,9 +49,8 @@ def half(y: Tensor, lam: float) -> Tensor:
     if lam == 0:
         return y.clone()
     a = y.abs()
-    phi = torch.arccos(_half_z(a, lam).clamp(-1.0, 1.0))
-    x = (2 / 3) * y * (1 + torch.cos(2 * math.pi / 3 - (2 / 3) * phi))
-    return torch.where(a > half_threshold(lam), x, torch.zeros_like(y))
+    x = _half_z(a, lam).clamp_(max=1.0).arccos_().mul_(-2 / 3).add_(2 * math.pi / 3).cos_().add_(1).mul_(y)
+    return x.mul_(2 / 3).masked_fill_(a <= half_threshold(lam), 0.0)
 
 
 def _fit_half_ratio(degree: int = 6, nodes: int = 400) -> tuple[float, ...]:
@@ -75,17 +73,19 @@ HALF_APPROX_COEFS = _fit_half_ratio()
 
 def half_approx(y: Tensor, lam: float) -> Tensor:
     """Cheaper ℓ1/2 prox (ours): the exact threshold, then x ≈ y·P(z) with the degree-6 polynomial
-    ``HALF_APPROX_COEFS`` (one sqrt and one division instead of arccos and cos). Measured max error:
-    |x − x*| ≤ 6e-6·|x*| and ≤ 4e-5·λ^(2/3) (tests/test_prox.py::test_half_approx_error_bound)."""
+    ``HALF_APPROX_COEFS`` instead of arccos and cos. Measured max error: |x − x*| ≤ 6e-6·|x*| and
+    ≤ 4e-5·λ^(2/3) (tests/test_prox.py::test_half_approx_error_bound). In eager PyTorch both operators
+    cost about the same (each elementwise pass reads and writes memory); fused by torch.compile the
+    approximation is several times faster (no transcendental functions)."""
     _check(lam)
     if lam == 0:
         return y.clone()
-    z = _half_z(y.abs(), lam)
-    p = torch.full_like(z, HALF_APPROX_COEFS[-1])
+    a = y.abs()
+    z = _half_z(a, lam)
+    p = z.mul(HALF_APPROX_COEFS[-1])
     for c in reversed(HALF_APPROX_COEFS[:-1]):
-        p = p * z + c
-    x = y * (1 + z * p)
-    return torch.where(y.abs() > half_threshold(lam), x, torch.zeros_like(y))
+        p.add_(c).mul_(z)
+    return p.add_(1).mul_(y).masked_fill_(a <= half_threshold(lam), 0.0)
 
 
 def two_thirds(y: Tensor, lam: float) -> Tensor:
