@@ -85,6 +85,7 @@ SUBGRADIENT = {
     "rsnli": lambda: R.CostWeightedL1(1e-2, update="subgradient"),
     "group_lasso": lambda: R.GroupLasso(1e-2),
     "group_lasso_channel": lambda: R.GroupLasso(1e-2, groups="channels"),
+    "group_lasso_bn": lambda: R.GroupLasso(1e-2, bn=True),
     "oicsr": lambda: R.GroupLasso(1e-2, groups="oic"),
     "oicsr_exclude_first": lambda: R.GroupLasso(1e-2, groups="oic", exclude_first=True),
     "l12": lambda: R.L12(1e-3),
@@ -396,11 +397,21 @@ def test_greg_grows_lambda_selects_and_resumes():
     backward(model, x, y)
     conv = model.features[0]
     before = conv.weight.grad.clone()
+    bn_before = (model.features[1].weight.grad.clone(), model.features[1].bias.grad.clone())
     reg.after_backward()
     sel = reg.selected[model.channel_groups()[0].name]
+
+    def want_bn(p):
+        out = torch.zeros_like(p)
+        out[sel] = 0.2 * p.detach()[sel]
+        return out
+
     want = torch.zeros_like(before)
     want[sel] = 0.2 * conv.weight.detach()[sel]
     torch.testing.assert_close(conv.weight.grad - before, want, rtol=1e-12, atol=0)
+    bn = model.features[1]  # the selected channels' BN γ, β are in their groups too
+    torch.testing.assert_close(bn.weight.grad - bn_before[0], want_bn(bn.weight), rtol=1e-12, atol=0)
+    torch.testing.assert_close(bn.bias.grad - bn_before[1], want_bn(bn.bias), rtol=1e-12, atol=0)
     scores = reg.channel_scores(model)
     r = masks_from_scores(scores, 0.0, threshold=0.0)
     assert all(int((~r.masks[k]).sum()) == len(v) for k, v in reg.selected.items())

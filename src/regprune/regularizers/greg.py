@@ -2,7 +2,9 @@
 
 At the start, the ``ratio`` share of filters with the smallest ℓ1 norm is selected for removal (per layer
 by default, as GReg prunes a fixed ratio per layer; or globally). Only the selected filters get the
-penalty (λ/2)‖w_j‖₂² (gradient λ·w_j, as in the authors' update); λ starts at 0 and grows by ``delta``
+penalty (λ/2)‖w_j‖₂² (gradient λ·w_j, as in the authors' update; with ``bn``, the default, w_j also holds
+the channel's BN γ_j and β_j, since BN would otherwise renormalise the shrinking filter and keep the channel
+alive — the defect papers.md §6 reports in Torch-Pruning's version); λ starts at 0 and grows by ``delta``
 every ``every`` iterations up to ``lam_max``. Pruning then removes exactly the selected filters (their
 score is 0, criterion threshold). λ, the selection and the iteration count are in ``state_dict`` so a
 resumed run continues the schedule.
@@ -22,8 +24,9 @@ class GrowingL2(GroupPenalty):
     criterion = "threshold"
 
     def __init__(self, ratio: float = 0.5, delta: float = 1e-4, every: int = 10, lam_max: float = 1.0,
-                 scope: str = "layer", groups: str = "filters", exclude_first: bool = False, score: str = "l1"):
-        super().__init__(lam_max, groups, exclude_first, score)
+                 scope: str = "layer", groups: str = "filters", exclude_first: bool = False, score: str = "l1",
+                 bn: bool = True):
+        super().__init__(lam_max, groups, exclude_first, score, bn=bn)
         if not 0 < ratio < 1:
             raise ValueError(f"ratio={ratio} must be in (0, 1)")
         if not delta > 0:
@@ -44,7 +47,7 @@ class GrowingL2(GroupPenalty):
 
     def select(self, model: PrunableModel) -> dict[str, list[int]]:
         """The ``ratio`` share of lowest-ℓ1 filters, per layer or over all layers."""
-        norms = group_scores(model, self.groups, self.exclude_first, "l1")
+        norms = group_scores(model, self.groups, self.exclude_first, "l1")  # filters only, without BN
         norms = {k: v for k, v in norms.items() if torch.isfinite(v).all()}
         if self.scope == "layer":
             return {k: sorted(v.argsort()[:int(len(v) * self.ratio)].tolist()) for k, v in norms.items()}

@@ -21,8 +21,8 @@ class GroupLasso(GroupPenalty):
     norm = "l2"
 
     def __init__(self, lam: float = 1e-4, groups: str = "filters", update: str = "subgradient",
-                 exclude_first: bool = False, score: str = "l2"):
-        super().__init__(lam, groups, exclude_first, score)
+                 exclude_first: bool = False, score: str = "l2", bn: bool = False):
+        super().__init__(lam, groups, exclude_first, score, bn=bn)
         if update not in ("subgradient", "prox"):
             raise ValueError(f"update={update!r}: choose subgradient or prox")
         if update == "prox" and groups == "oic":

@@ -10,6 +10,9 @@ picks which slices form the penalised group w_{g,k}:
 - ``oic``:      both (OICSR's out-in-channel group; coupled channels come for free, because a group
   lists every producer and consumer of its channels).
 
+``bn`` adds the channel's gate BN scale and shift (γ_k, β_k) to its group: with BN after a conv, shrinking
+the filter alone does not silence the channel (BN renormalises it), shrinking γ and β does.
+
 ``exclude_first`` drops every group that the network's first conv produces (Li/Hu exclude the first conv
 of ResNets): such a group is neither penalised nor pruned (score +inf).
 """
@@ -41,7 +44,8 @@ def first_conv(model: nn.Module) -> str | None:
     return next((n for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
 
 
-def weight_groups(model: PrunableModel, grouping: str = "filters", exclude_first: bool = False) -> WeightGroups:
+def weight_groups(model: PrunableModel, grouping: str = "filters", exclude_first: bool = False,
+                  bn: bool = False) -> WeightGroups:
     modules = dict(model.named_modules())
     first = first_conv(model) if exclude_first else None
     names, slices, excluded = [], [], []
@@ -52,6 +56,8 @@ def weight_groups(model: PrunableModel, grouping: str = "filters", exclude_first
         out = [(modules[n].weight, 0) for n in g.out if isinstance(modules[n], WEIGHT_TYPES)]
         inp = [(modules[n].weight, 1) for n in g.inp if isinstance(modules[n], WEIGHT_TYPES)]
         chosen = {"filters": out or inp, "channels": inp or out, "oic": out + inp}[grouping]
+        if bn:
+            chosen = chosen + [(p, 0) for b in g.gates for p in (modules[b].weight, modules[b].bias)]
         if chosen:
             names.append(g.name)
             slices.append(chosen)
@@ -83,10 +89,10 @@ def magnitude(slices: list[tuple[torch.Tensor, int]], norm: str, smooth: float =
 
 @torch.no_grad()
 def group_scores(model: PrunableModel, grouping: str = "filters", exclude_first: bool = False,
-                 score: str = "l2") -> dict[str, torch.Tensor]:
+                 score: str = "l2", bn: bool = False) -> dict[str, torch.Tensor]:
     """Per-channel magnitude of each group's weights (an all-zero group scores exactly 0); +inf for
     excluded groups, so that no criterion prunes them."""
-    wg = weight_groups(model, grouping, exclude_first)
+    wg = weight_groups(model, grouping, exclude_first, bn)
     out = {n: magnitude(s, score).float().cpu() for n, s in zip(wg.names, wg.slices, strict=True)}
     widths = {g.name: model.widths[g.width] for g in model.channel_groups()}
     for n in wg.excluded:
@@ -115,7 +121,7 @@ class GroupPenalty(Regularizer):
     criterion = "percentile"
 
     def __init__(self, lam: float, groups: str = "filters", exclude_first: bool = False, score: str = "l2",
-                 smooth: float = 0.0):
+                 smooth: float = 0.0, bn: bool = False):
         super().__init__(lam)
         if groups not in GROUPINGS:
             raise ValueError(f"groups={groups!r}: choose from {list(GROUPINGS)}")
@@ -124,10 +130,11 @@ class GroupPenalty(Regularizer):
         if not smooth >= 0:
             raise ValueError(f"smooth={smooth} must be ≥ 0")
         self.groups, self.exclude_first, self.score, self.smooth = groups, exclude_first, score, float(smooth)
+        self.bn = bool(bn)
 
     def attach(self, model: PrunableModel) -> None:
         super().attach(model)
-        self.wg = weight_groups(model, self.groups, self.exclude_first)
+        self.wg = weight_groups(model, self.groups, self.exclude_first, self.bn)
 
     def phi(self, m: torch.Tensor, i: int) -> torch.Tensor:
         raise NotImplementedError
@@ -139,7 +146,7 @@ class GroupPenalty(Regularizer):
         return [magnitude(s, self.norm, self.smooth) for s in self.wg.slices]
 
     def penalty(self) -> torch.Tensor:
-        return sum(self.phi(m, i).sum() for i, m in enumerate(self.magnitudes()))
+        return sum((self.phi(m, i).sum() for i, m in enumerate(self.magnitudes())), torch.zeros(()))
 
     @torch.no_grad()
     def after_backward(self) -> None:
@@ -154,4 +161,4 @@ class GroupPenalty(Regularizer):
                 grad_of(w).add_(dm * expand(c, w, d))
 
     def channel_scores(self, model: PrunableModel) -> dict[str, torch.Tensor]:
-        return group_scores(model, self.groups, self.exclude_first, self.score)
+        return group_scores(model, self.groups, self.exclude_first, self.score, self.bn)
