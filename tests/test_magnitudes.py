@@ -7,9 +7,9 @@ import math
 from pathlib import Path
 
 import torch
-from conftest import FAST, compose
 from torch import nn
 
+from conftest import FAST, compose
 from regprune.analysis.magnitudes import LOG10_EDGES, append_jsonl, layer_stats, magnitude_stats, record_magnitudes
 from regprune.logging.record import RunRecord
 

@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FAST, ROOT, compose
 from torch import nn
 
+from conftest import FAST, ROOT, compose
 from regprune import regularizers as R
 from regprune.models import build_model
 from regprune.models.base import ChannelGroup, PrunableModel
@@ -21,7 +21,8 @@ from regprune.regularizers.criteria import valley_threshold
 from regprune.regularizers.groups import group_scores, weight_groups
 from regprune.regularizers.rsnli import channel_costs
 
-SHAPES = {"vgg_tiny": (1, 16, 16), "vgg11": (3, 32, 32), "residual": (3, 8, 8)}
+SHAPES = {"vgg_tiny": (1, 16, 16), "vgg11": (3, 32, 32), "residual": (3, 8, 8), "resnet20": (3, 16, 16),
+          "preresnet164": (3, 16, 16), "densenet40": (3, 16, 16)}
 
 
 class TinyResidual(PrunableModel):
@@ -114,7 +115,7 @@ def make(name: str, model):
     return reg
 
 
-@pytest.mark.parametrize("model_name", ["vgg_tiny", "vgg11", "residual"])
+@pytest.mark.parametrize("model_name", ["vgg_tiny", "vgg11", "residual", "resnet20", "preresnet164", "densenet40"])
 @pytest.mark.parametrize("name", sorted(SUBGRADIENT))
 def test_after_backward_adds_exactly_the_penalty_gradient(name, model_name):
     model, x, y = model_and_batch(model_name)

@@ -11,7 +11,8 @@ picks which slices form the penalised group w_{g,k}:
   lists every producer and consumer of its channels).
 
 ``bn`` adds the channel's gate BN scale and shift (γ_k, β_k) to its group: with BN after a conv, shrinking
-the filter alone does not silence the channel (BN renormalises it), shrinking γ and β does.
+the filter alone does not silence the channel (BN renormalises it), shrinking γ and β does. Only gates
+narrowed with the group (listed in ``out``) join; a full-width BN before a channel selection does not.
 
 ``exclude_first`` drops every group that the network's first conv produces (Li/Hu exclude the first conv
 of ResNets): such a group is neither penalised nor pruned (score +inf).
@@ -57,7 +58,7 @@ def weight_groups(model: PrunableModel, grouping: str = "filters", exclude_first
         inp = [(modules[n].weight, 1) for n in g.inp if isinstance(modules[n], WEIGHT_TYPES)]
         chosen = {"filters": out or inp, "channels": inp or out, "oic": out + inp}[grouping]
         if bn:
-            chosen = chosen + [(p, 0) for b in g.gates for p in (modules[b].weight, modules[b].bias)]
+            chosen = chosen + [(p, 0) for b in g.gates if b in g.out for p in (modules[b].weight, modules[b].bias)]
         if chosen:
             names.append(g.name)
             slices.append(chosen)
