@@ -60,6 +60,7 @@ class RunConfig:
     progress: bool = True  # tqdm bars
     latency: bool = True  # measure CPU/GPU latency of the unpruned and final models
     fault: FaultSection = field(default_factory=FaultSection)
+    magnitude_every: int = 0  # epochs between weight/group magnitude histograms (magnitudes.jsonl); 0 = off
 
     def __post_init__(self):
         if self.resume not in RESUME_MODES:
@@ -68,6 +69,8 @@ class RunConfig:
             raise UserError(f"seed={self.seed} must be ≥ 0")
         if self.threads < 0:
             raise UserError(f"threads={self.threads} must be ≥ 0")
+        if self.magnitude_every < 0:
+            raise UserError(f"magnitude_every={self.magnitude_every} must be ≥ 0")
         if self.checkpoint_every < 1:
             raise UserError(f"checkpoint_every={self.checkpoint_every} must be ≥ 1")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):

@@ -29,7 +29,8 @@ from .pruning.io import load_checkpoint, model_from_payload
 from .regularizers.base import Regularizer
 
 # keys that do not change a run's results, so changing them keeps its run id (and its folder)
-HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "fault", "latency")
+HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "fault", "latency",
+                "magnitude_every")
 
 
 def component(node: DictConfig, key: str, **kwargs):
@@ -199,7 +200,7 @@ def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Part
                     optimizer=parts.optimizer, record=record, logger=parts.logger, device=device, seed=settings.seed,
                     checkpoint_every=settings.checkpoint_every, progress=settings.progress,
                     latency=settings.latency, fault_at_step=settings.fault.at_step,
-                    fault_after_phase=settings.fault.after_phase)
+                    fault_after_phase=settings.fault.after_phase, magnitude_every=settings.magnitude_every)
     t0 = time.perf_counter()
     try:
         runner.run(state)

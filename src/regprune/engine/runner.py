@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..analysis.magnitudes import record_magnitudes
 from ..data.base import DatasetSpec, ImageData
 from ..data.loader import BatchLoader
 from ..logging.record import RunRecord
@@ -19,6 +20,7 @@ from ..pruning.compact import compact
 from ..pruning.io import model_from_payload, model_payload
 from ..pruning.masks import apply_masks, masks_from_scores
 from ..regularizers.base import Regularizer
+from ..regularizers.criteria import valley_threshold
 from .bn_recalib import recalibrate_bn
 from .loop import NonFiniteError, evaluate, train_one_epoch
 from .optim import OptimizerSpec, lr_at, set_lr
@@ -77,11 +79,12 @@ class Runner:
     def __init__(self, *, schedule: Schedule, data: ImageData, dataset: DatasetSpec, regularizer: Regularizer,
                  optimizer: OptimizerSpec, record: RunRecord, logger, device: torch.device, seed: int,
                  checkpoint_every: int = 1, progress: bool = True, latency: bool = True,
-                 fault_at_step: int | None = None, fault_after_phase: str | None = None):
+                 fault_at_step: int | None = None, fault_after_phase: str | None = None, magnitude_every: int = 0):
         self.schedule, self.data, self.regularizer, self.optimizer_spec = schedule, data, regularizer, optimizer
         self.record, self.logger, self.device = record, logger, device
         self.checkpoint_every, self.progress, self.latency = checkpoint_every, progress, latency
         self.fault_at_step, self.fault_after_phase = fault_at_step, fault_after_phase
+        self.magnitude_every = magnitude_every  # epochs between magnitude histograms (0: off)
         stats = {"mean": data.mean, "std": data.std, "device": device}
         self.train_batches = BatchLoader(*data.train, dataset.batch_size, shuffle=True, drop_last=False,
                                          crop_padding=dataset.crop_padding if dataset.augment else 0,
@@ -158,6 +161,8 @@ class Runner:
                    "train_acc": train["acc"], **self.evaluate(model),
                    "penalty": float(reg.penalty().detach()) if reg is not None else 0.0,
                    "epoch_time_s": time.perf_counter() - t0}
+            if self.magnitude_every and (epoch + 1) % self.magnitude_every == 0:
+                row.update(record_magnitudes(self.record, self.logger, model, name, epoch + 1, state.step))
             state.history.append(row)
             self.logger.log({f"{name}/{k}": v for k, v in row.items() if k != "phase"}, step=state.step)
             state.epoch = epoch + 1
@@ -180,7 +185,11 @@ class Runner:
         scores = self.regularizer.channel_scores(model)
         criterion = phase.criterion if phase.criterion != "auto" else getattr(self.regularizer, "criterion",
                                                                               "percentile")
-        threshold = phase.threshold if criterion == "threshold" else None
+        threshold = None  # percentile: from phase.ratio
+        if criterion == "threshold":
+            threshold = phase.threshold
+        elif criterion == "valley":  # polarization: the valley of the score histogram
+            threshold = valley_threshold(scores)
         result = masks_from_scores(scores, phase.ratio, phase.scope, phase.min_channels, phase.on_empty,
                                    threshold=threshold)
         apply_masks(model, result.masks)

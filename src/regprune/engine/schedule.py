@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from ..errors import UserError
 
 LR_SCHEDULES = ("step", "cosine", "constant")
-CRITERIA = ("auto", "percentile", "threshold")
+CRITERIA = ("auto", "percentile", "threshold", "valley")
 
 
 def _build(cls, section: str, values) -> object:
@@ -52,7 +52,8 @@ class TrainPhase:
 class PrunePhase:
     ratio: float = 0.5
     scope: str = "global"  # global percentile (NS) or per-layer ratio
-    criterion: str = "auto"  # auto: the regularizer's; percentile of scores; threshold: score ≤ value
+    criterion: str = "auto"  # auto: the regularizer's; percentile of scores; threshold: score ≤ value;
+    # valley: first minimum of the score histogram (polarization)
     threshold: float = 0.0
     min_channels: int = 1
     on_empty: str = "error"  # error | keep_min

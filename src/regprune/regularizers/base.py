@@ -69,9 +69,22 @@ class BNRegularizer(Regularizer):
         if not gates:
             raise ValueError(f"{self.name} penalises BatchNorm scales, but {type(model).__name__} has none")
         self.gammas: list[nn.Parameter] = [m.weight for m in gates.values()]
+        self.sizes = [g.numel() for g in self.gammas]
 
     def grads(self) -> list[torch.Tensor]:
         for g in self.gammas:
             if g.grad is None:
                 g.grad = torch.zeros_like(g)
         return [g.grad for g in self.gammas]
+
+    # every γ as one flat vector: one kernel per operation instead of one per layer
+    def flat(self, detach: bool = True) -> torch.Tensor:
+        return torch.cat([(g.detach() if detach else g).reshape(-1) for g in self.gammas])
+
+    @torch.no_grad()
+    def add_grad(self, flat: torch.Tensor) -> None:
+        torch._foreach_add_(self.grads(), list(flat.split(self.sizes)))
+
+    @torch.no_grad()
+    def assign(self, flat: torch.Tensor) -> None:
+        torch._foreach_copy_(self.gammas, list(flat.split(self.sizes)))

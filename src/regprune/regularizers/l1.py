@@ -19,6 +19,11 @@ class BNL1(BNRegularizer):
             raise ValueError(f"update={update!r}: choose subgradient or prox")
         self.update = update
 
+    @property
+    def criterion(self) -> str:
+        """NS's |γ| percentile; zero detection after proximal steps, which give exact zeros."""
+        return "threshold" if self.update == "prox" else "percentile"
+
     def penalty(self) -> torch.Tensor:
         return self.lam * sum(g.abs().sum() for g in self.gammas)
 

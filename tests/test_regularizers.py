@@ -1,0 +1,482 @@
+"""Every penalty changes each gradient by exactly its derivative (float64, against autograd of penalty()),
+every proximal step is exactly its operator, and every regularizer prunes through the one compaction."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import FAST, ROOT, compose
+from regprune import regularizers as R
+from regprune.models import build_model
+from regprune.models.base import ChannelGroup, PrunableModel
+from regprune.profile import count_macs
+from regprune.pruning import compact, masks_from_scores
+from regprune.regularizers import prox
+from regprune.regularizers.criteria import valley_threshold
+from regprune.regularizers.groups import group_scores, weight_groups
+from regprune.regularizers.rsnli import channel_costs
+
+SHAPES = {"vgg_tiny": (1, 16, 16), "vgg11": (3, 32, 32), "residual": (3, 8, 8), "resnet20": (3, 16, 16),
+          "preresnet164": (3, 16, 16), "densenet40": (3, 16, 16)}
+
+
+class TinyResidual(PrunableModel):
+    """A residual stream coupled across two producers (stem, conv2) and two gates, as ResNets declare it:
+    group "stream" = stem/bn0 and conv2/bn2 outputs, consumed by conv1 and the classifier."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: list[int] | None = None):
+        super().__init__()
+        self.widths = list(widths or [6, 5])
+        c, h = self.widths
+        self.stem, self.bn0 = nn.Conv2d(in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv1, self.bn1 = nn.Conv2d(c, h, 3, padding=1, bias=False), nn.BatchNorm2d(h)
+        self.conv2, self.bn2 = nn.Conv2d(h, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def arch_kwargs(self) -> dict:
+        return {"num_classes": self.classifier.out_features, "in_channels": self.stem.in_channels}
+
+    def channel_groups(self) -> list[ChannelGroup]:
+        return [ChannelGroup("stream", 0, gates=("bn0", "bn2"), out=("stem", "bn0", "conv2", "bn2"),
+                             inp=("conv1", "classifier")),
+                ChannelGroup("bn1", 1, gates=("bn1",), out=("conv1", "bn1"), inp=("conv2",))]
+
+    def forward(self, x):
+        s = F.relu(self.bn0(self.stem(x)))
+        s = F.relu(s + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(s))))))
+        return self.classifier(s.mean((2, 3)))
+
+
+def model_and_batch(name: str = "vgg_tiny", dtype=torch.float64, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    shape = SHAPES[name]
+    if name == "residual":
+        model = TinyResidual().to(dtype)
+    else:
+        model = build_model(name, num_classes=10, in_channels=shape[0]).to(dtype)
+    for bn in model.gate_modules().values():  # γ of both signs, away from 0 (nondifferentiable there)
+        mag = 0.02 + torch.rand(bn.weight.shape, generator=g, dtype=dtype)
+        sign = torch.where(torch.rand(bn.weight.shape, generator=g) < 0.2, -1.0, 1.0).to(dtype)
+        bn.weight.data = mag * sign
+    x = torch.randn(4, *shape, generator=g, dtype=dtype)
+    y = torch.randint(0, 10, (4,), generator=g)
+    return model, x, y
+
+
+def backward(model, x, y):
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+
+
+# subgradient-mode regularizers, with parameters that make every branch of the penalty active
+SUBGRADIENT = {
+    "l1": lambda: R.BNL1(1e-2),
+    "lp_half": lambda: R.BNLp(1e-2, p=0.5),
+    "lp_3_4": lambda: R.BNLp(1e-2, p=0.75),
+    "lp_2_3": lambda: R.BNLp(1e-2, p=2 / 3),
+    "tl1": lambda: R.BNTL1(1e-2, a=0.5),
+    "mcp": lambda: R.BNMCP(0.1, a=5.0),  # aλ = 0.5: both the quadratic and the flat part
+    "scad": lambda: R.BNSCAD(0.1, a=5.0),  # all three pieces over γ ∈ [0.02, 1.02]
+    "polarization": lambda: R.Polarization(1e-2, t=1.2),
+    "rsnli": lambda: R.CostWeightedL1(1e-2, update="subgradient"),
+    "group_lasso": lambda: R.GroupLasso(1e-2),
+    "group_lasso_channel": lambda: R.GroupLasso(1e-2, groups="channels"),
+    "group_lasso_bn": lambda: R.GroupLasso(1e-2, bn=True),
+    "oicsr": lambda: R.GroupLasso(1e-2, groups="oic"),
+    "oicsr_exclude_first": lambda: R.GroupLasso(1e-2, groups="oic", exclude_first=True),
+    "l12": lambda: R.L12(1e-3),
+    "l12_smooth": lambda: R.L12(1e-3, smooth=0.008),
+    "gl_half": lambda: R.GroupLHalf(1e-2, exclude_first=False),
+    "gl_half_smooth": lambda: R.GroupLHalf(1e-2, smooth=0.008),
+    "hgl": lambda: R.HGL(1e-3, 1e-2, m_star=None),
+    "hgl_split": None,  # m* set to the median group magnitude below, so both branches are used
+    "greg": None,  # λ set > 0 below
+}
+
+
+def make(name: str, model):
+    if name == "hgl_split":
+        reg = R.HGL(1e-3, 1e-2, m_star=1.0)
+        reg.attach(model)
+        reg.m_star = float(torch.cat(reg.magnitudes()).detach().median())
+        return reg
+    if name == "greg":
+        reg = R.GrowingL2(ratio=0.5)
+        reg.attach(model)
+        reg.current = 0.3
+        return reg
+    reg = SUBGRADIENT[name]()
+    reg.attach(model)
+    return reg
+
+
+@pytest.mark.parametrize("model_name", ["vgg_tiny", "vgg11", "residual", "resnet20", "preresnet164", "densenet40"])
+@pytest.mark.parametrize("name", sorted(SUBGRADIENT))
+def test_after_backward_adds_exactly_the_penalty_gradient(name, model_name):
+    model, x, y = model_and_batch(model_name)
+    reg = make(name, model)
+    backward(model, x, y)
+    before = {n: p.grad.clone() for n, p in model.named_parameters()}
+    reg.after_backward()
+    params = dict(model.named_parameters())
+    expected = torch.autograd.grad(reg.penalty(), list(params.values()), allow_unused=True)
+    changed = 0
+    for (n, p), e in zip(params.items(), expected, strict=True):
+        e = torch.zeros_like(p) if e is None else e
+        torch.testing.assert_close(p.grad - before[n], e, rtol=1e-10, atol=1e-14, msg=f"{name}: {n}")
+        changed += bool(e.abs().sum() > 0)
+    assert changed > 0
+    if name in ("l1", "lp_half", "tl1", "mcp", "scad", "polarization", "rsnli"):  # BN γ only
+        gates = {f"{b}.weight" for b in model.gate_modules()}
+        assert all((p.grad == before[n]).all() for n, p in params.items() if n not in gates)
+
+
+def test_gate_gradients_of_bn_penalties_are_the_closed_forms():
+    """Against the formulas of papers.md §1 directly (not only autograd)."""
+    model, x, y = model_and_batch()
+    gam = torch.cat([bn.weight.detach() for bn in model.gate_modules().values()])
+    s = gam.sign()
+    a = gam.abs()
+    lam = 0.1
+    cases = {
+        R.BNL1(lam): lam * s,
+        R.BNLp(lam, p=0.5): lam * 0.5 * s * a ** -0.5,
+        R.BNTL1(lam, a=0.5): lam * 0.5 * 1.5 * s / (0.5 + a) ** 2,
+        R.BNMCP(lam, a=5.0): s * (lam - a / 5).clamp_min(0),
+        R.BNSCAD(lam, a=5.0): s * torch.where(a <= lam, lam, ((5 * lam - a) / 4).clamp_min(0)),
+    }
+    for reg, want in cases.items():
+        reg.attach(model)
+        backward(model, x, y)
+        before = torch.cat([bn.weight.grad.clone() for bn in model.gate_modules().values()])
+        reg.after_backward()
+        after = torch.cat([bn.weight.grad for bn in model.gate_modules().values()])
+        torch.testing.assert_close(after - before, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.75])
+def test_lp_gradient_is_finite_at_exact_zero(p):
+    model, x, y = model_and_batch()
+    reg = R.BNLp(1e-2, p=p, eps=1e-4)
+    reg.attach(model)
+    bn = next(iter(model.gate_modules().values()))
+    bn.weight.data[:3] = torch.tensor([0.0, 1e-30, -1e-12], dtype=bn.weight.dtype)
+    backward(model, x, y)
+    before = bn.weight.grad.clone()
+    reg.after_backward()
+    d = bn.weight.grad - before
+    assert torch.isfinite(torch.cat([g.grad for g in reg.gammas])).all()
+    assert d[0] == 0  # sign(0) = 0: an exact zero gets no penalty gradient
+    bound = 1e-2 * p * 1e-4 ** (p - 1)
+    torch.testing.assert_close(d[1:3], torch.tensor([bound, -bound], dtype=d.dtype))
+
+
+def test_group_l_half_is_finite_on_an_all_zero_group():
+    model, x, y = model_and_batch()
+    conv = model.features[3]
+    conv.weight.data[5] = 0.0
+    for reg in (R.GroupLHalf(1e-2), R.HGL(1e-3, 1e-2), R.GroupLasso(1e-2)):
+        reg.attach(model)
+        backward(model, x, y)
+        before = conv.weight.grad.clone()
+        reg.after_backward()
+        assert torch.isfinite(conv.weight.grad).all() and torch.isfinite(reg.penalty())
+        assert (conv.weight.grad[5] == before[5]).all()
+
+
+# prox-mode regularizers: nothing after backward, exactly the operator after the step
+PROX = {
+    "l1": (lambda: R.BNL1(0.5, update="prox"), lambda v, lr: prox.soft(v, lr * 0.5)),
+    "lp_half": (lambda: R.BNLp(0.5, p=0.5, update="prox"), lambda v, lr: prox.half(v, lr * 0.5)),
+    "lp_2_3": (lambda: R.BNLp(0.5, p=2 / 3, update="prox"), lambda v, lr: prox.two_thirds(v, lr * 0.5)),
+    "tl1": (lambda: R.BNTL1(0.5, a=1.0, update="prox"), lambda v, lr: prox.tl1(v, lr * 0.5, 1.0)),
+    "mcp": (lambda: R.BNMCP(0.5, a=3.0, update="prox"), lambda v, lr: prox.firm(v, 0.5, 3.0, lr)),
+    "scad": (lambda: R.BNSCAD(0.5, a=3.7, update="prox"), lambda v, lr: prox.scad(v, 0.5, 3.7, lr)),
+    "polarization": (lambda: R.Polarization(1e-2, a=0.9), lambda v, lr: v.clamp(0, 0.9)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROX))
+def test_bn_proximal_step_is_the_operator(name):
+    build, op = PROX[name]
+    model, x, y = model_and_batch()
+    reg = build()
+    reg.attach(model)
+    backward(model, x, y)
+    before = {n: p.grad.clone() for n, p in model.named_parameters()}
+    if name != "polarization":
+        reg.after_backward()
+        assert all((p.grad == before[n]).all() for n, p in model.named_parameters())
+    gammas = [bn.weight.detach().clone() for bn in model.gate_modules().values()]
+    reg.after_step(0.3)
+    for g0, bn in zip(gammas, model.gate_modules().values(), strict=True):
+        torch.testing.assert_close(bn.weight.detach(), op(g0, 0.3), rtol=1e-12, atol=0)
+    if name != "polarization":
+        assert sum(int((bn.weight == 0).sum()) for bn in model.gate_modules().values()) > 0
+
+
+def test_rsnli_ista_step_and_cost_weights():
+    model, x, y = model_and_batch()
+    reg = R.CostWeightedL1(0.05)
+    reg.attach(model)
+    backward(model, x, y)  # the forward pass measures layer sizes
+    gam = reg.flat().clone()
+    reg.after_step(0.5)
+    w = reg.channel_weights()
+    torch.testing.assert_close(reg.flat(), gam.sign() * (gam.abs() - 0.5 * 0.05 * w).clamp_min(0))
+    assert float(w.mean()) == pytest.approx(1.0)
+    # Σ_g n_g·c_g counts every conv as producer and as consumer: 2·MACs − first conv − classifier
+    costs = channel_costs(model, reg._out_hw)
+    n = {g.name: model.widths[g.width] for g in model.channel_groups()}
+    total = sum(n[k] * c for k, c in costs.items())
+    first = 16 * 16 * 1 * 9 * 32
+    assert total == 2 * count_macs(model, (1, 16, 16)) - first - 128 * 10
+
+
+@pytest.mark.parametrize("groups", ["filters", "channels"])
+def test_group_lasso_prox_is_radial_soft_threshold(groups):
+    model, x, y = model_and_batch()
+    reg = R.GroupLasso(2.0, groups=groups, update="prox")
+    reg.attach(model)
+    dim = 0 if groups == "filters" else 1
+    weights = {id(w): w.detach().clone() for s in reg.wg.slices for w, _ in s}
+    reg.after_step(0.2)
+    for s in reg.wg.slices:
+        (w, d), = s
+        assert d == dim
+        torch.testing.assert_close(w.detach(), prox.group(weights[id(w)], dim, prox.soft, 0.4), rtol=1e-12, atol=0)
+    scores = reg.channel_scores(model)
+    assert sum(int((v == 0).sum()) for v in scores.values()) > 0  # whole groups became exactly 0
+    assert reg.criterion == "threshold"
+
+
+def test_group_lasso_prox_refuses_overlapping_groups():
+    with pytest.raises(ValueError, match="groups=oic overlap"):
+        R.GroupLasso(1e-3, groups="oic", update="prox")
+
+
+@pytest.mark.parametrize("approx", [False, True])
+def test_weight_half_prox_is_half_thresholding(approx):
+    model, x, y = model_and_batch()
+    reg = R.WeightLHalf(1e-2, approx=approx)
+    reg.attach(model)
+    ws = [w.detach().clone() for w in reg.weights]
+    reg.after_step(0.1)
+    op = prox.half_approx if approx else prox.half
+    for w0, w in zip(ws, reg.weights, strict=True):
+        torch.testing.assert_close(w.detach(), op(w0, 1e-3), rtol=1e-12, atol=0)
+    assert sum(int((w == 0).sum()) for w in reg.weights) > 0
+    assert len(reg.weights) == len(model.channel_groups()) + 1  # every conv and the classifier
+
+
+def test_penalties_are_scaler_agnostic_after_unscale():
+    """Under AMP the penalty gradient goes on .grad after GradScaler.unscale_: the result equals fp32
+    training without a scaler; adding it before unscale_ would divide it by the scale."""
+    torch.manual_seed(0)
+    ref, x, y = model_and_batch(dtype=torch.float32)
+    amp = copy.deepcopy(ref)
+    for reg_factory in (lambda: R.BNL1(1e-2), lambda: R.GroupLasso(1e-2), lambda: R.L12(1e-3)):
+        for model in (ref, amp):
+            model.zero_grad(set_to_none=True)
+        r_ref, r_amp = reg_factory(), reg_factory()
+        r_ref.attach(ref)
+        r_amp.attach(amp)
+        opt_ref = torch.optim.SGD(ref.parameters(), lr=0.1)
+        opt_amp = torch.optim.SGD(amp.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+
+        F.cross_entropy(ref(x), y).backward()
+        r_ref.after_backward()
+        opt_ref.step()
+
+        scaler.scale(F.cross_entropy(amp(x), y)).backward()
+        scaler.unscale_(opt_amp)
+        r_amp.after_backward()
+        grads = [p.grad.clone() for p in amp.parameters()]
+        scaler.step(opt_amp)
+        scaler.update()
+        for p, q in zip(ref.parameters(), amp.parameters(), strict=True):
+            torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
+
+        # the wrong order: penalty before unscale_ ends up divided by the scale
+        amp.zero_grad(set_to_none=True)
+        wrong = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+        wrong.scale(F.cross_entropy(amp(x), y)).backward()
+        r_amp.after_backward()
+        wrong.unscale_(opt_amp)
+        assert not all(torch.allclose(p.grad, g, rtol=1e-3) for p, g in zip(amp.parameters(), grads, strict=True))
+        amp.load_state_dict(ref.state_dict())
+
+
+# ---- pruning criteria -----------------------------------------------------------------------------------
+
+def test_group_scores_zero_for_all_zero_groups_and_inf_for_excluded():
+    model, *_ = model_and_batch("vgg11")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs[2].weight.data[[1, 4]] = 0.0
+    names = [g.name for g in model.channel_groups()]
+    s = group_scores(model, "filters", exclude_first=True)
+    assert torch.isinf(s[names[0]]).all()
+    assert (s[names[2]][[1, 4]] == 0).all() and (s[names[2]] > 0).sum() == model.widths[2] - 2
+    # OIC: the group of channel k also holds input slice k of its consumer; zero that too -> score 0
+    oic = group_scores(model, "oic")
+    assert (oic[names[2]][[1, 4]] > 0).all()
+    convs[3].weight.data[:, [1, 4]] = 0.0
+    assert (group_scores(model, "oic")[names[2]][[1, 4]] == 0).all()
+    r = masks_from_scores(s, 0.0, threshold=0.0)
+    assert r.kept()[names[2]] == model.widths[2] - 2
+    small = compact(model, r.masks)
+    assert small.widths[2] == model.widths[2] - 2
+
+
+def test_weight_groups_are_generic_over_channel_groups():
+    model, *_ = model_and_batch("vgg11")
+    modules = dict(model.named_modules())
+    for grouping, dims in (("filters", {0}), ("channels", {1}), ("oic", {0, 1})):
+        wg = weight_groups(model, grouping)
+        assert wg.names == [g.name for g in model.channel_groups()]
+        for g, s in zip(model.channel_groups(), wg.slices, strict=True):
+            assert {d for _, d in s} == dims
+            for w, d in s:
+                assert w.shape[d] == model.widths[g.width]
+                assert any(modules[n].weight is w for n in (*g.out, *g.inp))
+
+
+def test_coupled_groups_hold_every_producer_and_consumer():
+    model, *_ = model_and_batch("residual")
+    wg = weight_groups(model, "oic")
+    stream = dict(zip(wg.names, wg.slices, strict=True))["stream"]
+    assert [(w is model.stem.weight, w is model.conv2.weight, d) for w, d in stream] == [
+        (True, False, 0), (False, True, 0), (False, False, 1), (False, False, 1)]
+    model.stem.weight.data[2] = 0
+    assert group_scores(model)["stream"][2] > 0  # conv2's filter 2 is still alive
+    model.conv2.weight.data[2] = 0
+    assert group_scores(model)["stream"][2] == 0
+    assert torch.isinf(group_scores(model, exclude_first=True)["stream"]).all()  # the stem produces it
+    small = compact(model, masks_from_scores(group_scores(model), 0.0, threshold=0.0).masks)
+    assert small.widths == [5, 5] and small(torch.zeros(1, 3, 8, 8, dtype=torch.float64)).shape == (1, 10)
+    costs = channel_costs(model, {"stem": 64, "conv1": 64, "conv2": 64})
+    assert costs == {"stream": 64 * 3 * 9 + 64 * 5 * 9 + 64 * 5 * 9 + 10, "bn1": 64 * 6 * 9 + 64 * 6 * 9}
+
+
+def test_valley_threshold_finds_first_local_minimum():
+    scores = {"a": torch.tensor([0.0, 0.001, 0.004, 0.012, 0.5, 0.52]), "b": torch.tensor([0.003, 0.51, 0.7, 0.9])}
+    # bins of 0.01: [4, 1, 0, ..., 0, 2, ...]: bin 1 still descends; bin 2 starts the flat valley
+    assert valley_threshold(scores) == pytest.approx(0.025)
+    flat = {"a": torch.tensor([0.0, 0.0, 0.025, 0.5]), "b": torch.tensor([0.6])}  # [2, 0, 1, ...]: bin 1
+    assert valley_threshold(flat) == pytest.approx(0.015)
+    from regprune.errors import UserError
+
+    with pytest.raises(UserError, match="no valley"):
+        valley_threshold({"a": torch.tensor([0.005, 0.015, 0.015, 0.025, 0.025, 0.025])})
+
+
+def test_greg_grows_lambda_selects_and_resumes():
+    model, x, y = model_and_batch()
+    reg = R.GrowingL2(ratio=0.25, delta=0.1, every=3, lam_max=0.25)
+    reg.attach(model)
+    assert all(len(v) == model.widths[i] // 4 for i, v in enumerate(reg.selected.values()))
+    lams = []
+    for step in range(12):
+        reg.on_iteration(step)
+        lams.append(reg.current)
+    assert lams == [0, 0, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 0.25, 0.25, 0.25, 0.25]
+    # a fresh regularizer given the state continues identically
+    state = copy.deepcopy(reg.state_dict())
+    other = R.GrowingL2(ratio=0.25, delta=0.1, every=3, lam_max=0.25)
+    other.attach(model)
+    other.selected = {k: [] for k in other.selected}  # would differ if the state were ignored
+    other.load_state_dict(state)
+    assert other.selected == reg.selected and other.current == reg.current and other.iteration == reg.iteration
+    # only the selected filters get λ·w, exactly
+    reg.current = 0.2
+    backward(model, x, y)
+    conv = model.features[0]
+    before = conv.weight.grad.clone()
+    bn_before = (model.features[1].weight.grad.clone(), model.features[1].bias.grad.clone())
+    reg.after_backward()
+    sel = reg.selected[model.channel_groups()[0].name]
+
+    def want_bn(p):
+        out = torch.zeros_like(p)
+        out[sel] = 0.2 * p.detach()[sel]
+        return out
+
+    want = torch.zeros_like(before)
+    want[sel] = 0.2 * conv.weight.detach()[sel]
+    torch.testing.assert_close(conv.weight.grad - before, want, rtol=1e-12, atol=0)
+    bn = model.features[1]  # the selected channels' BN γ, β are in their groups too
+    torch.testing.assert_close(bn.weight.grad - bn_before[0], want_bn(bn.weight), rtol=1e-12, atol=0)
+    torch.testing.assert_close(bn.bias.grad - bn_before[1], want_bn(bn.bias), rtol=1e-12, atol=0)
+    scores = reg.channel_scores(model)
+    r = masks_from_scores(scores, 0.0, threshold=0.0)
+    assert all(int((~r.masks[k]).sum()) == len(v) for k, v in reg.selected.items())
+
+
+def test_hgl_default_critical_magnitude_is_the_gradient_crossing():
+    reg = R.HGL(2e-4, 3e-3)
+    m = torch.tensor([reg.m_star], dtype=torch.float64)
+    assert float(2 * reg.lam * m) == pytest.approx(float(reg.lam_half / (2 * m.sqrt())))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"_target_": "BNLp", "p": 1.0}, "p=1.0"), ({"_target_": "BNLp", "p": 0.75, "update": "prox"}, "update='prox'"),
+    ({"_target_": "BNMCP", "a": 1.0}, "a=1.0"), ({"_target_": "BNSCAD", "a": 2.0}, "a=2.0"),
+    ({"_target_": "GroupLasso", "groups": "rows"}, "groups='rows'"), ({"_target_": "HGL", "lam": 0.0}, "m_star"),
+    ({"_target_": "GrowingL2", "ratio": 1.0}, "ratio=1.0"), ({"_target_": "Polarization", "t": 0}, "t=0"),
+])
+def test_constructors_validate(kwargs, match):
+    kwargs = dict(kwargs)
+    cls = getattr(R, kwargs.pop("_target_"))
+    with pytest.raises(ValueError, match=match):
+        cls(**kwargs)
+
+
+# ---- end to end: every regularizer yaml trains, prunes and compacts -----------------------------------
+
+YAMLS = sorted(p.stem for p in (ROOT / "configs" / "regularizer").glob("*.yaml") if p.stem != "none")
+# filter norms are not comparable across layers: rank them per layer; polarization needs a long run for a valley
+EXTRA = {n: ["schedule.prune.scope=layer"] for n in ("group_lasso", "group_lasso_channel", "oicsr", "l12",
+                                                      "gl_half", "hgl")}
+EXTRA["polarization"] = ["schedule.prune.criterion=percentile"]
+
+
+@pytest.mark.parametrize("name", YAMLS)
+def test_every_regularizer_yaml_trains_prunes_and_compacts(name, tmp_path):
+    from regprune.run import run
+
+    cfg = compose([*FAST, f"regularizer={name}", f"run.root={tmp_path}", *EXTRA.get(name, [])])
+    metrics = run(cfg)
+    assert metrics["status"] == "complete"
+    for key in ("acc_trained_final", "acc_pruned", "acc_finetuned_final"):
+        assert 0 <= metrics[key] <= 100
+    assert metrics["macs"] <= metrics["macs_unpruned"]
+    if metrics["channels_pruned_ratio"] > 0:
+        assert metrics["macs"] < metrics["macs_unpruned"] and metrics["params"] < metrics["params_unpruned"]
+
+
+def test_l1_2_prox_zeroes_weights_and_removes_whole_channels(tmp_path):
+    """Tang et al.'s stochastic proximal gradient on digits: exact zeros, whole filters zero, and the
+    compacted model is smaller by exactly those channels."""
+    from regprune.run import run
+
+    cfg = compose(["model=vgg_tiny", "dataset=digits", "regularizer=l1_2_prox", "regularizer.lam=3e-2",
+                   "optimizer.lr=0.05", "schedule.train.epochs=3", "schedule.finetune.epochs=1", "progress=false",
+                   "latency=false", "magnitude_every=3", f"run.root={tmp_path}"])
+    metrics = run(cfg)
+    assert metrics["prune_criterion"] == "threshold" and metrics["prune_threshold"] == 0.0
+    import json
+    from pathlib import Path
+
+    mags = [json.loads(ln) for ln in (Path(metrics["run_dir"]) / "magnitudes.jsonl").read_text().splitlines()]
+    trained = next(m for m in mags if m["phase"] == "train")["overall"]
+    assert trained["zero"] > 0.5 * trained["weights"] and trained["filters_zero"] > 0
+    assert metrics["channels_pruned_ratio"] > 0
+    kept, total = metrics["kept_channels"], metrics["total_channels"]
+    assert sum(kept.values()) < sum(total.values())
+    assert metrics["macs"] < metrics["macs_unpruned"]
