@@ -51,7 +51,7 @@ def sweep_jobs(name: str) -> list[list[str]]:
 def test_sweep_jobs_compose_with_three_seeds(sweep):
     jobs = sweep_jobs(sweep)
     seeds = {o for job in jobs for o in job if o.startswith("seed=")}
-    assert len(seeds) >= 3
+    assert len(seeds) >= (1 if sweep.startswith("mini") else 3)  # paper tables: 3 seeds; the CPU mini: 1
     for job in jobs:
         cfg = compose([f"sweep={sweep}", *job])
         typed(cfg)
