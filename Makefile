@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint clean
+.PHONY: setup demo test test-slow lint bench figures reproduce reproduce-mini clean
+PAPER ?= all
 
 setup: $(STAMP)
 
@@ -22,6 +23,18 @@ test: setup  ## fast suite (< 15 min on 2 cores)
 
 test-slow: setup  ## long end-to-end checks
 	$(PY) -m pytest -q -m slow
+
+bench: setup  ## speed ratios vs an NS-style reference loop -> results/bench/<device>.json
+	$(PY) scripts/bench.py
+
+figures: setup  ## regenerate results/figures from the committed CSVs in results/tables
+	$(PY) scripts/make_figures.py
+
+reproduce: setup  ## paper sweeps on CIFAR (GPU expected); PAPER=ns2017|bui2020|tang2023|li2024|survey
+	$(PY) scripts/reproduce.py --paper $(PAPER) $(OVERRIDES)
+
+reproduce-mini: setup  ## every penalty on digits/vgg_tiny on CPU -> results/mini/
+	$(PY) scripts/reproduce.py --paper mini --tables results/mini --figures results/mini/figures
 
 lint: setup
 	$(PY) -m ruff check src tests scripts train.py
