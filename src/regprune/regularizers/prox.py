@@ -74,9 +74,9 @@ HALF_APPROX_COEFS = _fit_half_ratio()
 def half_approx(y: Tensor, lam: float) -> Tensor:
     """Cheaper ℓ1/2 prox (ours): the exact threshold, then x ≈ y·P(z) with the degree-6 polynomial
     ``HALF_APPROX_COEFS`` instead of arccos and cos. Measured max error: |x − x*| ≤ 6e-6·|x*| and
-    ≤ 4e-5·λ^(2/3) (tests/test_prox.py::test_half_approx_error_bound). In eager PyTorch both operators
-    cost about the same (each elementwise pass reads and writes memory); fused by torch.compile the
-    approximation is several times faster (no transcendental functions)."""
+    ≤ 4e-5·λ^(2/3) (tests/test_prox.py::test_half_approx_error_bound). Measured cost (4M float32, one
+    CPU thread): eager about the same as ``half`` (memory passes dominate, ~40–57 ms each); fused by
+    torch.compile 18.8 ms against 21.8 ms, since the polynomial replaces arccos and cos."""
     _check(lam)
     if lam == 0:
         return y.clone()
