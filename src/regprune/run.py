@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import RunConfig
 from .data.base import DatasetSpec, ImageData
+from .engine.loop import Accel
 from .engine.optim import OptimizerSpec
 from .engine.runner import Runner, RunState
 from .engine.schedule import Schedule
@@ -175,6 +176,14 @@ def initial_state(record: RunRecord, parts: Parts) -> RunState:
     return RunState(model=parts.model)
 
 
+def accel(settings: RunConfig, device: torch.device) -> Accel:
+    """The perf section resolved for ``device``; also sets cuDNN's autotuner."""
+    perf = settings.perf
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = perf.cudnn_benchmark
+    return Accel.resolve(device, perf.amp, perf.channels_last, perf.compile)
+
+
 def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Parts, device: torch.device,
             base: dict, wall_before: float) -> dict:
     state = initial_state(record, parts)
@@ -187,7 +196,7 @@ def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Part
                     optimizer=parts.optimizer, record=record, logger=parts.logger, device=device, seed=settings.seed,
                     checkpoint_every=settings.checkpoint_every, progress=settings.progress,
                     latency=settings.latency, fault_at_step=settings.fault.at_step,
-                    fault_after_phase=settings.fault.after_phase)
+                    fault_after_phase=settings.fault.after_phase, accel=accel(settings, device))
     t0 = time.perf_counter()
     try:
         runner.run(state)
