@@ -6,8 +6,8 @@ import copy
 
 import pytest
 import torch
-from conftest import compose
 
+from conftest import compose
 from regprune.engine.loop import Accel, MixedPrecision, evaluate, train_one_epoch
 from regprune.errors import UserError
 from regprune.models import build_model
