@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
 
-from conftest import compose
+from conftest import FAST, compose, train
 from regprune.engine.loop import Accel, MixedPrecision, evaluate, train_one_epoch
 from regprune.errors import UserError
 from regprune.models import build_model
@@ -146,3 +147,12 @@ def test_compiled_model_trains_and_shares_parameters():
     before = model.features[0].weight.detach().clone()
     train_one_epoch(forward, batches(), sgd(model), None, epoch=0, precision=accel.precision())
     assert not torch.equal(before, model.features[0].weight)
+
+
+def test_train_py_runs_ns_with_bf16_and_channels_last(tmp_path):
+    proc = train([*FAST, "regularizer=l1", "schedule=ns", "perf.amp=bf16", "perf.channels_last=true",
+                  f"run.root={tmp_path}"])
+    run_dir = proc.stdout.strip().splitlines()[-1].removeprefix("run folder: ")
+    m = json.loads(open(f"{run_dir}/metrics.json").read())
+    assert m["status"] == "complete" and m["flops"] < m["flops_unpruned"]
+    assert all(0 <= m[k] <= 100 for k in ("acc_trained_final", "acc_pruned", "acc_finetuned_final"))
