@@ -96,3 +96,15 @@ def test_reference_loop_trains_and_applies_the_l1_subgradient():
     plain = torch.autograd.grad(torch.nn.functional.cross_entropy(model(batches[0][0]), batches[0][1]),
                                 bn.weight)[0]
     torch.testing.assert_close(bn.weight.grad, plain + 0.5 * torch.sign(before), rtol=1e-4, atol=1e-5)
+
+
+def test_epoch_section_runs_end_to_end_on_cpu(tmp_path):
+    """The CUDA-only epoch comparison, exercised on CPU with a tiny model (no memory figures there)."""
+    bench = bench_module()
+    s = bench.settings_for(torch.device("cpu"), quick=True, models=None)
+    s.epoch_images = 128
+    out = bench.bench_epoch(s, torch.device("cpu"), tmp_path)
+    assert out["images"] == 128 and out["model"] == "vgg_tiny"
+    assert positive(out["reference_s"]) and positive(out["project_s"])
+    assert math.isclose(out["time_ratio"], out["project_s"] / out["reference_s"])
+    assert out["memory_ratio"] is None and out["project_peak_mib"] is None
