@@ -78,7 +78,7 @@ def settings_for(device: torch.device, quick: bool, models: list[str] | None) ->
         s = Settings(models=["vgg19", "resnet56", "vgg11"], steps=20, rounds=5, warmup=2, pipeline_images=50_000,
                      penalty_model="vgg19", prune_batches=(256,))
     else:
-        s = Settings(models=["vgg11", "vgg19", "resnet56"], steps=1, rounds=5, warmup=1, pipeline_images=10_000,
+        s = Settings(models=["vgg11", "vgg19", "resnet56"], steps=1, rounds=7, warmup=1, pipeline_images=10_000,
                      penalty_model="vgg11")
     s.models = models or s.models
     if cuda:
@@ -387,6 +387,17 @@ def forward_timer(model: nn.Module, batch: int, device: torch.device, accel: Acc
     return run
 
 
+def fold_bn(model: nn.Module) -> nn.Module | None:
+    """An inference copy with every BN folded into the conv before it (torch.fx), or None if the model
+    cannot be traced. FLOPs count convs and linears only; folding removes the BN passes they ignore."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(model)
+    except Exception:
+        return None
+
+
 def bench_prune(s: Settings, device: torch.device, notes: list[str]) -> dict:
     if s.prune_model not in MODELS:
         notes.append(f"prune: model {s.prune_model!r} is not in the registry; skipped")
@@ -398,28 +409,32 @@ def bench_prune(s: Settings, device: torch.device, notes: list[str]) -> dict:
         for bn in model.gate_modules().values():  # random γ: what a global |γ| percentile then keeps
             bn.weight.copy_(torch.rand(bn.weight.shape, generator=g))
     scores = group_scores(model)
-    variants = {"unpruned": model}
-    pruned_ratio = {}
+    variants, pruned_ratio = {"unpruned": model}, {}
     for ratio in s.prune_ratios:
         result = masks_from_scores(scores, ratio, "global")
         variants[f"p{round(ratio * 100)}"] = compact(model, result.masks).eval()
         pruned_ratio[f"p{round(ratio * 100)}"] = result.pruned_ratio()
     flops = {k: 2 * count_macs(m, SHAPE) for k, m in variants.items()}
+    folded = {k: fold_bn(m) for k, m in variants.items()}
+    if any(m is None for m in folded.values()):
+        notes.append(f"prune: {s.prune_model} is not fx-traceable; BN-folded latency skipped")
+        folded = {}
     rows = []
-    repeats = max(3, s.rounds)
     for batch in s.prune_batches:
         fns = {k: forward_timer(m, batch, device, accel) for k, m in variants.items()}
-        t = interleaved(fns, device, rounds=repeats, warmup=2 if device.type == "cuda" else 1)
-        for k in variants:
-            if k == "unpruned":
-                continue
-            speedup, flops_speedup = t["unpruned"] / t[k], flops["unpruned"] / flops[k]
-            rows.append({"variant": k, "channels_pruned": pruned_ratio[k], "batch": batch,
-                         "flops_ratio": flops[k] / flops["unpruned"], "flops_speedup": flops_speedup,
-                         "speedup": speedup, "efficiency": speedup / flops_speedup,
-                         "unpruned_ms": 1e3 * t["unpruned"], "pruned_ms": 1e3 * t[k],
-                         "unpruned_img_s": batch / t["unpruned"], "pruned_img_s": batch / t[k]})
-            print(f"  prune {k} batch {batch}: {speedup:.2f}× faster, FLOPs {flops_speedup:.2f}× fewer", flush=True)
+        fns.update({f"{k}+folded": forward_timer(m, batch, device, accel) for k, m in folded.items()})
+        t = interleaved(fns, device, rounds=max(3, s.rounds), warmup=2 if device.type == "cuda" else 1)
+        for k in pruned_ratio:
+            for suffix in ("", "+folded") if folded else ("",):
+                base, pruned = t[f"unpruned{suffix}"], t[f"{k}{suffix}"]
+                speedup, flops_speedup = base / pruned, flops["unpruned"] / flops[k]
+                rows.append({"variant": k, "bn_folded": bool(suffix), "channels_pruned": pruned_ratio[k],
+                             "batch": batch, "flops_ratio": flops[k] / flops["unpruned"],
+                             "flops_speedup": flops_speedup, "speedup": speedup,
+                             "efficiency": speedup / flops_speedup, "unpruned_ms": 1e3 * base,
+                             "pruned_ms": 1e3 * pruned, "unpruned_img_s": batch / base, "pruned_img_s": batch / pruned})
+                print(f"  prune {k}{suffix} batch {batch}: {speedup:.2f}× faster, FLOPs {flops_speedup:.2f}× fewer",
+                      flush=True)
     return {"model": s.prune_model, "measure": "latency" if device.type == "cpu" else "throughput", "rows": rows}
 
 
@@ -484,14 +499,16 @@ def goals(report: dict) -> dict:
                                "met": pipe["project_img_s"] / best_ref >= GOALS["pipeline"]}
     for kind in ("gamma", "group"):
         rows = [r for r in report["penalty"]["regularizers"] if r["kind"] == kind]
-        if rows:
-            worst = max(r["overhead"] for r in rows)
+        if rows:  # the isolated figure: a step-time difference of a few % drowns in a shared machine's noise
+            worst = max(r["isolated_overhead"] for r in rows)
             g[f"c_penalty_{kind}"] = {"goal": f"≤ {GOALS['penalty_' + kind]:.0%}", "value": worst,
                                       "met": worst <= GOALS[f"penalty_{kind}"]}
-    rows = report["prune"].get("rows", [])
-    if rows:
-        worst = min(r["efficiency"] for r in rows)
-        g["d_prune_efficiency"] = {"goal": f"≥ {GOALS['prune']}", "value": worst, "met": worst >= GOALS["prune"]}
+    for folded in (False, True):
+        rows = [r for r in report["prune"].get("rows", []) if r["bn_folded"] == folded]
+        if rows:
+            worst = min(r["efficiency"] for r in rows)
+            g["d_prune_efficiency" + ("_bn_folded" if folded else "")] = {
+                "goal": f"≥ {GOALS['prune']}", "value": worst, "met": worst >= GOALS["prune"]}
     return g
 
 
@@ -507,10 +524,10 @@ def table(report: dict) -> str:
         lines.append(f"    num_workers={r['num_workers']}  {r['speedup']:8.1f}×   "
                      f"[{p['project_img_s']:,.0f} vs {r['img_s']:,.0f} img/s]")
     pen = report["penalty"]
-    lines.append(f"(c) penalty overhead per step on {pen['model']} (vs no penalty)")
+    lines.append(f"(c) penalty overhead per step on {pen['model']}: the penalty's own work / a plain step")
     for r in pen["regularizers"]:
-        lines.append(f"    {r['name']:<14} {r['kind']:<5} step {r['overhead']:+7.2%}   isolated "
-                     f"{r['isolated_overhead']:7.3%}")
+        lines.append(f"    {r['name']:<14} {r['kind']:<5} isolated {r['isolated_overhead']:7.3%}   "
+                     f"step-time difference {r['overhead']:+7.2%} (noisy)")
     for r in pen["skipped"]:
         lines.append(f"    {r['name']:<14} skipped: {r['reason'][:80]}")
     pr = report["prune"]
@@ -518,8 +535,8 @@ def table(report: dict) -> str:
         lines.append(f"(d) pruned {pr['model']} (random γ, global percentile): {pr['measure']} speedup vs FLOPs")
         for r in pr["rows"]:
             lines.append(f"    {r['variant']} ({r['channels_pruned']:.0%} channels) batch {r['batch']:<4} "
-                         f"speedup {r['speedup']:5.2f}×  FLOPs {r['flops_speedup']:5.2f}×  "
-                         f"ratio {r['efficiency']:.2f}")
+                         f"{'BN folded' if r['bn_folded'] else 'as trained':<10} speedup {r['speedup']:5.2f}×  "
+                         f"FLOPs {r['flops_speedup']:5.2f}×  ratio {r['efficiency']:.2f}")
     e = report.get("epoch")
     if e:
         memory = f"peak memory {e['memory_ratio']:.2f}×" if e["memory_ratio"] else "peak memory n/a"

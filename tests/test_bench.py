@@ -60,13 +60,15 @@ def test_quick_bench_writes_a_complete_report(tmp_path):
         assert math.isclose(r["overhead"], r["ms"] / pen["none_ms"] - 1, rel_tol=1e-6, abs_tol=1e-9)
 
     prune = report["prune"]
-    (row,) = prune["rows"]
-    assert prune["measure"] == "latency" and row["variant"] == "p50" and row["batch"] == 1
+    plain, row = prune["rows"]
+    assert not plain["bn_folded"] and plain["flops_ratio"] == row["flops_ratio"]
+    assert prune["measure"] == "latency" and row["variant"] == "p50" and row["batch"] == 1 and row["bn_folded"]
     assert 0 < row["flops_ratio"] < 1 and math.isclose(row["flops_speedup"], 1 / row["flops_ratio"])
     assert math.isclose(row["efficiency"], row["speedup"] / row["flops_speedup"])
 
     assert report["epoch"] is None and any("CUDA only" in n for n in report["notes"])
-    assert {"a_step_ratio", "b_pipeline_speedup", "c_penalty_gamma", "d_prune_efficiency"} <= set(report["goals"])
+    assert {"a_step_ratio", "b_pipeline_speedup", "c_penalty_gamma", "d_prune_efficiency",
+            "d_prune_efficiency_bn_folded"} <= set(report["goals"])
     assert all(isinstance(g["met"], bool) for g in report["goals"].values())
     assert "(a) training step" in proc.stdout and "goals" in proc.stdout
 
