@@ -44,6 +44,21 @@ class FaultSection:
 
 
 @dataclass
+class PerfSection:
+    """Speed switches (resolved per device by ``regprune.engine.loop.Accel``)."""
+
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16 (with a GradScaler)
+    channels_last: str = "auto"  # auto (on for CUDA, off on CPU) | true | false
+    compile: bool = False  # torch.compile the model
+    cudnn_benchmark: bool = True  # let cuDNN pick the fastest convolution algorithms (CUDA)
+
+    def __post_init__(self):
+        from .engine.loop import perf_modes
+
+        self.amp, self.channels_last = perf_modes(self.amp, self.channels_last)
+
+
+@dataclass
 class RunConfig:
     model: Any = MISSING
     dataset: Any = MISSING
@@ -61,6 +76,7 @@ class RunConfig:
     latency: bool = True  # measure CPU/GPU latency of the unpruned and final models
     fault: FaultSection = field(default_factory=FaultSection)
     magnitude_every: int = 0  # epochs between weight/group magnitude histograms (magnitudes.jsonl); 0 = off
+    perf: PerfSection = field(default_factory=PerfSection)
 
     def __post_init__(self):
         if self.resume not in RESUME_MODES:

@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import RunConfig
 from .data.base import DatasetSpec, ImageData
+from .engine.loop import Accel
 from .engine.optim import OptimizerSpec
 from .engine.runner import Runner, RunState
 from .engine.schedule import Schedule
@@ -188,6 +189,14 @@ def initial_state(record: RunRecord, parts: Parts) -> RunState:
     return RunState(model=parts.model)
 
 
+def accel(settings: RunConfig, device: torch.device) -> Accel:
+    """The perf section resolved for ``device``; also sets cuDNN's autotuner."""
+    perf = settings.perf
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = perf.cudnn_benchmark
+    return Accel.resolve(device, perf.amp, perf.channels_last, perf.compile)
+
+
 def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Parts, device: torch.device,
             base: dict, wall_before: float) -> dict:
     state = initial_state(record, parts)
@@ -200,7 +209,8 @@ def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Part
                     optimizer=parts.optimizer, record=record, logger=parts.logger, device=device, seed=settings.seed,
                     checkpoint_every=settings.checkpoint_every, progress=settings.progress,
                     latency=settings.latency, fault_at_step=settings.fault.at_step,
-                    fault_after_phase=settings.fault.after_phase, magnitude_every=settings.magnitude_every)
+                    fault_after_phase=settings.fault.after_phase, magnitude_every=settings.magnitude_every,
+                    accel=accel(settings, device))
     t0 = time.perf_counter()
     try:
         runner.run(state)

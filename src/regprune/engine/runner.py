@@ -22,7 +22,7 @@ from ..pruning.masks import apply_masks, masks_from_scores
 from ..regularizers.base import Regularizer
 from ..regularizers.criteria import valley_threshold
 from .bn_recalib import recalibrate_bn
-from .loop import NonFiniteError, evaluate, train_one_epoch
+from .loop import Accel, NonFiniteError, evaluate, train_one_epoch
 from .optim import OptimizerSpec, lr_at, set_lr
 from .schedule import PrunePhase, RecalibrateBN, Schedule, TrainPhase
 
@@ -79,13 +79,16 @@ class Runner:
     def __init__(self, *, schedule: Schedule, data: ImageData, dataset: DatasetSpec, regularizer: Regularizer,
                  optimizer: OptimizerSpec, record: RunRecord, logger, device: torch.device, seed: int,
                  checkpoint_every: int = 1, progress: bool = True, latency: bool = True,
-                 fault_at_step: int | None = None, fault_after_phase: str | None = None, magnitude_every: int = 0):
+                 fault_at_step: int | None = None, fault_after_phase: str | None = None, magnitude_every: int = 0,
+                 accel: Accel | None = None):
         self.schedule, self.data, self.regularizer, self.optimizer_spec = schedule, data, regularizer, optimizer
         self.record, self.logger, self.device = record, logger, device
         self.checkpoint_every, self.progress, self.latency = checkpoint_every, progress, latency
         self.fault_at_step, self.fault_after_phase = fault_at_step, fault_after_phase
         self.magnitude_every = magnitude_every  # epochs between magnitude histograms (0: off)
-        stats = {"mean": data.mean, "std": data.std, "device": device}
+        self.accel = accel or Accel(device_type=torch.device(device).type)
+        self._prepared: tuple[torch.nn.Module, torch.nn.Module] | None = None
+        stats = {"mean": data.mean, "std": data.std, "device": device, "memory_format": self.accel.memory_format}
         self.train_batches = BatchLoader(*data.train, dataset.batch_size, shuffle=True, drop_last=False,
                                          crop_padding=dataset.crop_padding if dataset.augment else 0,
                                          flip=dataset.augment, seed=seed, **stats)
@@ -93,10 +96,16 @@ class Runner:
                              for split in ("val", "test") if getattr(data, split) is not None}
 
     # -- helpers -----------------------------------------------------------------------------------
+    def forward_module(self, model: PrunableModel) -> torch.nn.Module:
+        """What runs ``model``'s forward passes under the perf settings (compiled once per model)."""
+        if self._prepared is None or self._prepared[0] is not model:
+            self._prepared = (model, self.accel.prepare(model))
+        return self._prepared[1]
+
     def evaluate(self, model: PrunableModel) -> dict[str, float]:
         out = {}
         for split, batches in self.eval_batches.items():
-            r = evaluate(model, batches)
+            r = evaluate(self.forward_module(model), batches, self.accel.precision())
             out[f"{split}_acc"], out[f"{split}_loss"] = r["acc"], r["loss"]
         return out
 
@@ -138,6 +147,8 @@ class Runner:
 
     def train_phase(self, name: str, phase: TrainPhase, state: RunState) -> None:
         model = state.model
+        forward = self.forward_module(model)  # weights in the perf layout before the optimizer sees them
+        precision = self.accel.precision()
         reg = self.regularizer if phase.penalty else None
         if reg is not None:
             reg.attach(model)
@@ -154,8 +165,9 @@ class Runner:
             set_lr(optimizer, lr)
             self.train_batches.set_epoch(len(state.history))
             batches = self.batches_until_fault(state.step)
-            train, state.step = train_one_epoch(model, batches, optimizer, reg, epoch=epoch, step=state.step,
-                                                progress=self.progress, desc=f"{name} {epoch + 1}/{phase.epochs}")
+            train, state.step = train_one_epoch(forward, batches, optimizer, reg, epoch=epoch, step=state.step,
+                                                precision=precision, progress=self.progress,
+                                                desc=f"{name} {epoch + 1}/{phase.epochs}")
             self.check_finite(model, name, epoch)
             row = {"phase": name, "epoch": epoch + 1, "lr": lr, "train_loss": train["loss"],
                    "train_acc": train["acc"], **self.evaluate(model),
