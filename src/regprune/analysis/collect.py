@@ -33,7 +33,7 @@ COUNTS = ["params", "macs", "flops", "params_unpruned", "macs_unpruned", "flops_
 NOT_SETTING = {"run", "seed", "resume", "logger", "progress", "threads", "latency", "device", "fault",
                "checkpoint_every", "magnitude_every"}
 NOT_SETTING_NESTED = {("schedule", "start_from"), ("dataset", "root"), ("dataset", "download"),
-                      ("dataset", "verify_checksums")}
+                      ("dataset", "verify_checksums"), ("regularizer", "lam")}  # λ and the ratio are keys of their own
 
 
 # -- one run -----------------------------------------------------------------------------------------
@@ -46,11 +46,15 @@ def find_run_dirs(root: str | Path) -> list[Path]:
 
 
 def setting_hash(config: dict) -> str:
-    """Hash of a run's resolved config without seed, paths and bookkeeping (see NOT_SETTING)."""
+    """Hash of a run's config without seed, λ, pruning ratio, paths and bookkeeping (see NOT_SETTING): runs
+    with equal hashes differ only in those, so they average over seeds and line up along λ and ratio."""
     plain = {k: v for k, v in config.items() if k not in NOT_SETTING}
     for section, key in NOT_SETTING_NESTED:
         if isinstance(plain.get(section), dict):
             plain[section] = {k: v for k, v in plain[section].items() if k != key}
+    prune = (plain.get("schedule") or {}).get("prune")
+    if isinstance(prune, dict):
+        plain["schedule"] = {**plain["schedule"], "prune": {k: v for k, v in prune.items() if k != "ratio"}}
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -170,6 +174,12 @@ def kept_channels_frame(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*KEYS, "seed", "run", "layer", "layer_index", "kept", "total"])
 
 
+def trained_elsewhere(r: pd.Series, collected: set[str]) -> bool:
+    """The run's trained model belongs to another collected run (``start_from``): that run reports it."""
+    path = trained_file(r)
+    return path is not None and path.parent != Path(r.path) and str(path.parent.resolve()) in collected
+
+
 def trained_file(r: pd.Series) -> Path | None:
     """The penalty-trained model of a run: its own trained.pt, or the one of the run it started from."""
     own = Path(r.path) / "trained.pt"
@@ -195,35 +205,37 @@ def _warn(what: str, path: Path, e: Exception) -> None:
 
 
 def gamma_frame(runs: pd.DataFrame, bins: int = 60) -> pd.DataFrame:
-    """|γ| histograms per run and stage: init (the configured γ init), trained (after penalty training; the
-    baseline's is after plain training) and final (the pruned, fine-tuned model). Edges are shared by all
-    runs of one model × dataset (0 to the largest |γ| seen), so histograms of one panel are comparable."""
+    """|γ| histograms per run and stage: trained (after penalty training; the baseline's after plain
+    training) and final (the pruned, fine-tuned model); ``bn_init`` is the configured initial γ (every
+    channel starts there). Edges are shared by all runs of one model × dataset (0 to the largest |γ| seen),
+    so the histograms of one panel are comparable."""
     values = []
-    for _, r in complete(runs).iterrows():
-        files = {"trained": trained_file(r), "final": Path(r.path) / "model.pt"}
+    done = complete(runs)
+    collected = set(done.path)
+    for _, r in done.iterrows():
+        files = {"trained": None if trained_elsewhere(r, collected) else trained_file(r),
+                 "final": Path(r.path) / "model.pt"}
         for stage, path in files.items():
             if path is None or not path.is_file():
                 continue
             try:
-                g = hist.gate_gammas(hist.load_model(path))
+                values.append((r, stage, _label(path, r), hist.gate_gammas(hist.load_model(path))))
             except Exception as e:  # a model class this checkout lacks, a corrupt file
                 _warn("|γ|", path, e)
-                continue
-            values.append((r, stage, _label(path, r), g))
-            if stage == "trained" and r.get("bn_init") is not None and not pd.isna(r.get("bn_init")):
-                values.append((r, "init", "config", np.full(g.size, abs(float(r.bn_init)))))
-    rows = []
     panels: dict[tuple, float] = {}
     for r, _, _, g in values:
         key = (r.model, r.dataset)
         panels[key] = max(panels.get(key, 0.0), float(g.max()) if g.size else 0.0)
+    rows = []
     for r, stage, source, g in values:
         top = panels[(r.model, r.dataset)] or 1.0
         counts, edges = np.histogram(g, bins=bins, range=(0.0, top * (1 + 1e-9)))
+        init = r.get("bn_init")
         for i, c in enumerate(counts):
             rows.append({**{k: r[k] for k in KEYS}, "seed": r.seed, "run": r.run, "stage": stage, "source": source,
-                         "left": edges[i], "right": edges[i + 1], "count": int(c)})
-    return pd.DataFrame(rows, columns=[*KEYS, "seed", "run", "stage", "source", "left", "right", "count"])
+                         "bn_init": init, "left": edges[i], "right": edges[i + 1], "count": int(c)})
+    return pd.DataFrame(rows, columns=[*KEYS, "seed", "run", "stage", "source", "bn_init", "left", "right",
+                                       "count"])
 
 
 def magnitude_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -231,7 +243,11 @@ def magnitude_frame(runs: pd.DataFrame) -> pd.DataFrame:
     the last train-phase line of the run's magnitudes.jsonl when it has one, else computed from the
     penalty-trained model (same edges). ``zeros`` is the count of exact zeros of that histogram."""
     rows = []
-    for _, r in complete(runs).iterrows():
+    done = complete(runs)
+    collected = set(done.path)
+    for _, r in done.iterrows():
+        if trained_elsewhere(r, collected):
+            continue
         lines = [ln for ln in hist.read_magnitudes_jsonl(Path(r.path) / "magnitudes.jsonl") if ln["phase"] == "train"]
         if lines:
             last = lines[-1]

@@ -81,3 +81,16 @@ def read_magnitudes_jsonl(path: str | Path) -> list[dict]:
         out.append({"phase": row.get("phase"), "epoch": row.get("epoch"), "step": row.get("step"),
                     "edges": spec, **hists})
     return out
+
+
+@torch.no_grad()
+def sparsity(model: nn.Module, threshold: float = 0.009) -> dict[str, float]:
+    """Percent of conv/linear weights with |w| < ``threshold`` and of filters whose every |w| is below it
+    (Li, Hu et al. zero |w| < 0.009 before counting filter sparsity, papers.md §1), and exact zeros."""
+    weights = [m.weight.detach().abs().flatten(1).cpu() for m in model.modules() if isinstance(m, WEIGHT_TYPES)]
+    n_w = sum(w.numel() for w in weights)
+    n_f = sum(w.shape[0] for w in weights)
+    return {"weight_sparsity": 100.0 * sum(int((w == 0).sum()) for w in weights) / n_w,
+            "weight_sparsity_thr": 100.0 * sum(int((w < threshold).sum()) for w in weights) / n_w,
+            "filter_sparsity": 100.0 * sum(int((w.amax(1) == 0).sum()) for w in weights) / n_f,
+            "filter_sparsity_thr": 100.0 * sum(int((w.amax(1) < threshold).sum()) for w in weights) / n_f}
