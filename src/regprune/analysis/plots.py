@@ -68,19 +68,35 @@ def _pruned(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[summary.prune_ratio.notna()].sort_values("prune_ratio")
 
 
+def _trained(summary: pd.DataFrame) -> pd.DataFrame:
+    """Runs without a prune phase (baselines and penalty-trained models)."""
+    return summary[summary.prune_ratio.isna()]
+
+
+STYLES, MARKERS = ["-", "--", ":", "-."], ["o", "s", "^", "D"]  # per regularizer × λ where colour means ratio
+LABEL_OFFSETS = [(5, 5), (5, -12), (-30, 5), (-30, -12)]  # ratio labels of successive lines, in points
+
+
 def acc_vs_flops(summary: pd.DataFrame, model: str, dataset: str, vs_paper: pd.DataFrame | None = None,
                  front: bool = False) -> plt.Figure:
     """Test accuracy after fine-tuning against FLOPs, one line per regularizer (points: pruning ratios)."""
     rows = _panel(summary, model, dataset)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
     pruned = _pruned(rows)
+    trained = _trained(rows)
     for i, (label, line) in enumerate(_lines(pruned)):
         line = line.sort_values("flops_mean")
         ax.errorbar(line.flops_mean / 1e6, line.acc_final_mean, yerr=line.acc_final_std.fillna(0), marker="o",
                     color=_color(i), capsize=3, label=label)
+        dx, dy = LABEL_OFFSETS[i % len(LABEL_OFFSETS)]
         for _, r in line.iterrows():
             ax.annotate(f"{r.prune_ratio:.0%}", (r.flops_mean / 1e6, r.acc_final_mean), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7, color=_color(i))
+                        xytext=(dx, dy), fontsize=7, color=_color(i))
+        unpruned = trained[(trained.regularizer == line.regularizer.iloc[0]) & (trained.lam == line.lam.iloc[0])]
+        ax.plot(unpruned.flops_mean / 1e6, unpruned.acc_final_mean, marker="o", mfc="white", color=_color(i),
+                ls="none")
+    if len(trained[trained.regularizer != "none"]):
+        ax.plot([], [], marker="o", mfc="white", color="0.3", ls="none", label="penalty-trained, not pruned")
     for _, b in _baselines(rows).iterrows():
         ax.axhline(b.acc_final_mean, color="0.4", ls="--", lw=1)
         ax.plot(b.flops_mean / 1e6, b.acc_final_mean, marker="*", ms=12, color="0.3", ls="none",
@@ -98,10 +114,15 @@ def acc_vs_flops(summary: pd.DataFrame, model: str, dataset: str, vs_paper: pd.D
         for _, p in both.iterrows():
             label = "paper baseline" if p.method == "baseline" else f"paper {p.method} {p.prune_ratio:.0%}"
             ax.plot(p.paper_flops / 1e6, p.paper_acc, marker="D", mfc="none", color="k", ls="none", label=label)
+    flops = rows.flops_mean.dropna()
+    if len(flops) and flops.max() > 20 * flops.min():
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.margins(y=0.08)
     ax.set_xlabel("FLOPs per image (millions, = 2 × MACs)")
     ax.set_ylabel("test accuracy after fine-tuning (%)")
     ax.set_title(f"Accuracy vs FLOPs — {title(model, dataset)}\n(mean ± std over seeds; labels: channels pruned)")
-    ax.legend(loc="best")
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     return fig
 
@@ -109,20 +130,24 @@ def acc_vs_flops(summary: pd.DataFrame, model: str, dataset: str, vs_paper: pd.D
 def acc_vs_ratio(summary: pd.DataFrame, model: str, dataset: str) -> plt.Figure:
     """Accuracy right after pruning (dashed) and after fine-tuning (solid) against the pruning ratio."""
     rows = _panel(summary, model, dataset)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
     for i, (label, line) in enumerate(_lines(_pruned(rows))):
-        x = 100 * line.prune_ratio
-        ax.errorbar(x, line.acc_final_mean, yerr=line.acc_final_std.fillna(0), marker="o", color=_color(i),
-                    capsize=3, label=f"{label}: fine-tuned")
-        ax.errorbar(x, line.acc_pruned_mean, yerr=line.acc_pruned_std.fillna(0), marker="s", mfc="none",
-                    ls="--", color=_color(i), capsize=3, label=f"{label}: just pruned")
+        # 0% = the penalty-trained model before pruning (every pruned run records its accuracy)
+        x = np.concatenate([[0.0], 100 * line.prune_ratio.to_numpy()])
+        trained = line.acc_trained_final_mean.iloc[0]
+        std0 = line.acc_trained_final_std.fillna(0).iloc[0]
+        ax.errorbar(x, np.concatenate([[trained], line.acc_final_mean]), marker="o", color=_color(i), capsize=3,
+                    yerr=np.concatenate([[std0], line.acc_final_std.fillna(0)]), label=f"{label}: fine-tuned")
+        ax.errorbar(x, np.concatenate([[trained], line.acc_pruned_mean]), marker="s", mfc="none", ls="--",
+                    yerr=np.concatenate([[std0], line.acc_pruned_std.fillna(0)]), color=_color(i), capsize=3,
+                    label=f"{label}: just pruned")
     for _, b in _baselines(rows).iterrows():
         ax.axhline(b.acc_final_mean, color="0.4", ls=":", lw=1.2, label=f"baseline ({b.acc_final_mean:.2f}%)")
-    ax.set_xlabel("channels pruned (%)")
+    ax.set_xlabel("channels pruned (%)  [0% = penalty-trained model]")
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"Accuracy before / after fine-tuning — {title(model, dataset)}")
-    ax.legend(loc="lower left")
+    ax.set_title(f"Accuracy right after pruning and after fine-tuning — {title(model, dataset)}")
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     return fig
 
@@ -156,19 +181,21 @@ def kept_channels(kept: pd.DataFrame, model: str, dataset: str) -> plt.Figure:
     """Channels kept per layer (mean over seeds), one line per regularizer × pruning ratio."""
     rows = _panel(kept, model, dataset)
     layers = rows.drop_duplicates("layer_index").sort_values("layer_index")
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.32 * len(layers) + 2), 4.4))
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.32 * len(layers) + 2) + 2.5, 4.4))
     ax.bar(layers.layer_index, layers.total, color="0.88", label="channels before pruning")
-    lines = _lines(rows)
-    for i, (label, line) in enumerate(lines):
-        for j, (ratio, part) in enumerate(line.groupby("prune_ratio", sort=True)):
+    ratios = sorted(rows.prune_ratio.unique())
+    cmap = plt.get_cmap("viridis")
+    for i, (label, line) in enumerate(_lines(rows)):
+        for ratio, part in line.groupby("prune_ratio", sort=True):
             mean = part.groupby("layer_index", sort=True)["kept"].mean()
-            ax.plot(mean.index, mean.values, marker="o", ms=3.5, color=_color(i + j * len(lines)),
-                    label=f"{label}, {ratio:.0%} pruned")
+            shade = cmap(0.85 * ratios.index(ratio) / max(len(ratios) - 1, 1))
+            ax.plot(mean.index, mean.values, marker=MARKERS[i % len(MARKERS)], ms=4, color=shade,
+                    ls=STYLES[i % len(STYLES)], label=f"{label}, {ratio:.0%} pruned")
     ax.set_xticks(layers.layer_index, layers.layer, rotation=60, ha="right", fontsize=7)
     ax.set_xlabel("prunable layer (gate BatchNorm)")
     ax.set_ylabel("channels kept")
-    ax.set_title(f"Channels kept per layer — {title(model, dataset)}")
-    ax.legend(loc="best")
+    ax.set_title(f"Channels kept per layer (mean over seeds) — {title(model, dataset)}")
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     return fig
 
