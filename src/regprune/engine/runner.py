@@ -182,6 +182,9 @@ class Runner:
             state.regularizer = reg.state_dict() if reg is not None else {}
             if state.epoch % self.checkpoint_every == 0 and state.epoch < phase.epochs:
                 self.checkpoint(state)
+        gates = [m.weight.detach().abs().flatten().cpu() for m in model.gate_modules().values()]
+        if gates:
+            self.logger.histogram(f"{name}/gamma_abs", torch.cat(gates), step=state.step)
         rows = [r for r in state.history if r["phase"] == name]
         if rows:
             state.metrics[f"{prefix}_final"] = rows[-1]["test_acc"]

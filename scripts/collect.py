@@ -1,0 +1,43 @@
+"""Collect run folders into tables: `python scripts/collect.py runs/ --out results/tables`.
+
+Writes runs.csv (complete runs), incomplete.csv (failed/running, left out), summary.csv + summary.md
+(accuracy vs FLOPs per model × dataset × regularizer × λ × ratio, mean ± std over seeds, baseline and paper
+columns), vs_paper.csv, kept_channels.csv, gamma_hist.csv and magnitude_hist.csv (the figures' inputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from regprune.analysis.collect import collect  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("roots", nargs="+", type=Path, help="folders holding run folders (e.g. runs/)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "tables", help="output folder")
+    parser.add_argument("--reference", type=Path, default=ROOT / "results" / "reference",
+                        help="folder of the papers' reference CSVs")
+    parser.add_argument("--no-histograms", action="store_true",
+                        help="skip |gamma| and magnitude histograms (they load every run's models)")
+    args = parser.parse_args(argv)
+    missing = [str(r) for r in args.roots if not r.is_dir()]
+    if missing:
+        print(f"error: not a folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    tables = collect(args.roots, args.out, args.reference, histograms=not args.no_histograms)
+    n_done, n_skipped = len(tables["runs"]), len(tables["incomplete"])
+    print(f"{n_done} complete runs -> {len(tables['summary'])} rows in {args.out / 'summary.csv'}"
+          f" ({len(tables['vs_paper'])} comparisons with the papers)")
+    if n_skipped:
+        print(f"note: {n_skipped} runs not complete were left out (listed in {args.out / 'incomplete.csv'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
