@@ -81,8 +81,7 @@ def test_notebook_runs_on_run_folders(name, min_images, kernel, monkeypatch):
     assert not [o for o in outputs if o.get("output_type") == "error"]
 
 
-@pytest.mark.parametrize("name", ["compare_runs", pytest.param("magnitudes", marks=pytest.mark.slow),
-                                  pytest.param("scaling_factors", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["compare_runs", "magnitudes", "scaling_factors"])
 def test_notebook_runs_on_committed_tables_alone(name, kernel, monkeypatch, tmp_path):
     outputs = execute(ROOT / "notebooks" / f"{name}.py", kernel, str(tmp_path / "no-runs"), monkeypatch)
     assert kernel["tables"] in json.dumps(outputs) and images(outputs) >= 1

@@ -98,7 +98,7 @@ def runs_frame(*roots: str | Path) -> pd.DataFrame:
                 print(f"note: skipping {run_dir}: {type(e).__name__}: {e}", file=sys.stderr)
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["run", "status", *KEYS, *METRICS])
+        return pd.DataFrame(columns=["run", "path", "status", "seed", "experiment", *KEYS, *METRICS])
     for col in ("seed", "train_epochs", "finetune_epochs", *COUNTS):
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").round().astype("Int64")
