@@ -3,7 +3,7 @@
 Every figure is a ratio of two timings taken in this process, interleaved round by round (so a
 change in machine load hits both sides alike), medians over rounds:
 
-  step      training step time, project loop vs the reference loop, same model, batch 64
+  step      training step time, project loop vs the reference loop, same model, same batches of 64
   pipeline  input images/s, project BatchLoader vs torchvision's per-sample PIL pipeline on disk
   penalty   step time with each regularizer in configs/regularizer/ vs none
   prune     pruned vs unpruned forward time (CPU latency, GPU throughput) next to the FLOPs ratio
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import pickle
 import platform
@@ -62,6 +63,7 @@ class Settings:
     prune_model: str = "vgg19"
     prune_ratios: tuple[float, ...] = (0.5, 0.7)
     prune_batches: tuple[int, ...] = (1, 64)
+    min_forward_s: float = 0.2  # each timed call of the prune section repeats forward passes this long
     epoch_model: str = "vgg19"
     epoch_images: int = 50_000
     ref_workers: int = 4
@@ -73,7 +75,7 @@ def settings_for(device: torch.device, quick: bool, models: list[str] | None) ->
     if quick:
         s = Settings(models=["vgg_tiny"], steps=1, rounds=2, warmup=1, pipeline_images=256,
                      penalty_model="vgg_tiny", prune_model="vgg_tiny", prune_ratios=(0.5,), prune_batches=(1,),
-                     epoch_model="vgg_tiny", epoch_images=512, ref_workers=0)
+                     min_forward_s=0.01, epoch_model="vgg_tiny", epoch_images=512, ref_workers=0)
     elif cuda:
         s = Settings(models=["vgg19", "resnet56", "vgg11"], steps=20, rounds=5, warmup=2, pipeline_images=50_000,
                      penalty_model="vgg19", prune_batches=(256,))
@@ -208,23 +210,35 @@ def optimizer_for(model: nn.Module) -> torch.optim.Optimizer:
     return SGD(lr=0.01, momentum=0.9, weight_decay=1e-4).build(model)
 
 
+def premade_batches(images: int, device: torch.device, memory_format=torch.contiguous_format) -> list:
+    """Augmented, normalised batches made once (the same for every caller): equal input for both loops."""
+    loader = BatchLoader(*synthetic(images), BATCH, MEAN, STD, shuffle=True, crop_padding=4, flip=True,
+                         device=device, memory_format=memory_format)
+    return [(x.clone(memory_format=memory_format), y.clone()) for x, y in loader]
+
+
 def project_trainer(name: str, device: torch.device, accel: Accel, images: int,
-                    regularizer: Regularizer | None = None) -> Callable[[], object]:
-    """One call = one pass of the project loop over ``images`` synthetic images (crop, flip on device)."""
+                    regularizer: Regularizer | None = None, pipeline: bool = False) -> Callable[[], object]:
+    """One call = one pass of the project loop over ``images`` images: pre-made batches, or with
+    ``pipeline`` its own BatchLoader (crop, flip, normalise on the device) as in a real run."""
     model = new_model(name, device)
     forward = accel.prepare(model)
     if regularizer is not None:
         regularizer.attach(model)
     optimizer, precision = optimizer_for(model), accel.precision()
-    loader = BatchLoader(*synthetic(images), BATCH, MEAN, STD, shuffle=True, crop_padding=4, flip=True,
-                         device=device, memory_format=accel.memory_format)
+    if pipeline:
+        batches = BatchLoader(*synthetic(images), BATCH, MEAN, STD, shuffle=True, crop_padding=4, flip=True,
+                              device=device, memory_format=accel.memory_format)
+    else:
+        batches = premade_batches(images, device, accel.memory_format)
     state = {"epoch": 0}
 
     def run():
-        loader.set_epoch(state["epoch"])
-        state["epoch"] += 1
+        if pipeline:
+            batches.set_epoch(state["epoch"])
+            state["epoch"] += 1
         with cudnn_benchmark(True):
-            return train_one_epoch(forward, loader, optimizer, regularizer, epoch=0, precision=precision)
+            return train_one_epoch(forward, batches, optimizer, regularizer, epoch=0, precision=precision)
 
     return run
 
@@ -233,9 +247,7 @@ def reference_trainer(name: str, device: torch.device, images: int) -> Callable[
     """One call = the reference loop over pre-made batches (its input pipeline is not timed)."""
     model = new_model(name, device)
     optimizer = optimizer_for(model)
-    x, y = synthetic(images)
-    loader = BatchLoader(x, y, BATCH, MEAN, STD, shuffle=True, crop_padding=4, flip=True, device=device)
-    batches = [(bx.clone(), by.clone()) for bx, by in loader]
+    batches = premade_batches(images, device)
 
     def run():
         with cudnn_benchmark(False):  # NS does not set it
@@ -256,15 +268,19 @@ def bench_step(s: Settings, device: torch.device, notes: list[str]) -> list[dict
             notes.append(f"step: model {name!r} is not in the registry; skipped")
             continue
         images = s.steps * BATCH
+        accel = Accel.resolve(device)
         fns = {"reference": reference_trainer(name, device, images),
-               "project": project_trainer(name, device, Accel.resolve(device), images)}
+               "project": project_trainer(name, device, accel, images),
+               "project+pipeline": project_trainer(name, device, accel, images, pipeline=True)}
         for setting in s.candidates:
             fns[describe(setting)] = project_trainer(name, device, Accel.resolve(device, **setting), images)
         t = {k: v / s.steps for k, v in interleaved(fns, device, s.rounds, s.warmup).items()}
-        project_settings = {k: v for k, v in t.items() if k != "reference"}
+        project_settings = {k: v for k, v in t.items() if k not in ("reference", "project+pipeline")}
         fastest = min(project_settings, key=project_settings.get)
         rows.append({"model": name, "batch": BATCH, "reference_ms": 1e3 * t["reference"],
                      "project_ms": 1e3 * t["project"], "ratio": t["project"] / t["reference"],
+                     "with_pipeline_ms": 1e3 * t["project+pipeline"],
+                     "with_pipeline_ratio": t["project+pipeline"] / t["reference"],
                      "fastest": {"setting": "default" if fastest == "project" else fastest,
                                  "ms": 1e3 * t[fastest], "ratio": t[fastest] / t["reference"]},
                      "settings_ms": {k: 1e3 * v for k, v in project_settings.items()}})
@@ -374,17 +390,26 @@ def bench_penalty(s: Settings, device: torch.device, notes: list[str]) -> dict:
     return {"model": name, "none_ms": 1e3 * t["none"], "regularizers": rows, "skipped": skipped}
 
 
-def forward_timer(model: nn.Module, batch: int, device: torch.device, accel: Accel) -> Callable[[], None]:
-    forward = accel.prepare(model)
-    precision = accel.precision()
-    x = torch.randn(batch, *SHAPE, device=device).contiguous(memory_format=accel.memory_format)
+class ForwardTimer:
+    """Calls run ``reps`` inference forward passes, ``reps`` chosen so that one call lasts ≥ ``min_s``
+    (a lone 1-image forward pass is too short to time on a shared machine)."""
+
+    def __init__(self, model: nn.Module, batch: int, device: torch.device, accel: Accel, min_s: float = 0.1):
+        self.forward, self.precision, self.device = accel.prepare(model), accel.precision(), device
+        self.x = torch.randn(batch, *SHAPE, device=device).contiguous(memory_format=accel.memory_format)
+        self.reps = 1
+        self()  # warm
+        sync(device)
+        t0 = time.perf_counter()
+        self()
+        sync(device)
+        self.reps = max(1, math.ceil(min_s / max(time.perf_counter() - t0, 1e-6)))
 
     @torch.no_grad()
-    def run():
-        with precision.autocast():
-            forward(x)
-
-    return run
+    def __call__(self) -> None:
+        with self.precision.autocast():
+            for _ in range(self.reps):
+                self.forward(self.x)
 
 
 def fold_bn(model: nn.Module) -> nn.Module | None:
@@ -421,9 +446,10 @@ def bench_prune(s: Settings, device: torch.device, notes: list[str]) -> dict:
         folded = {}
     rows = []
     for batch in s.prune_batches:
-        fns = {k: forward_timer(m, batch, device, accel) for k, m in variants.items()}
-        fns.update({f"{k}+folded": forward_timer(m, batch, device, accel) for k, m in folded.items()})
-        t = interleaved(fns, device, rounds=max(3, s.rounds), warmup=2 if device.type == "cuda" else 1)
+        fns = {k: ForwardTimer(m, batch, device, accel, s.min_forward_s) for k, m in variants.items()}
+        fns.update({f"{k}+folded": ForwardTimer(m, batch, device, accel, s.min_forward_s) for k, m in folded.items()})
+        t = interleaved(fns, device, rounds=max(3, s.rounds), warmup=0)
+        t = {k: v / fns[k].reps for k, v in t.items()}
         for k in pruned_ratio:
             for suffix in ("", "+folded") if folded else ("",):
                 base, pruned = t[f"unpruned{suffix}"], t[f"{k}{suffix}"]
@@ -514,10 +540,11 @@ def goals(report: dict) -> dict:
 
 def table(report: dict) -> str:
     lines = [f"regprune bench on {report['device_name']} (torch {report['torch']}, {report['threads']} threads)", ""]
-    lines.append("(a) training step, batch 64: project / reference time (lower is better)")
+    lines.append("(a) training step, batch 64: project / reference time, same pre-made batches (lower is better)")
     for r in report["step"]:
         lines.append(f"    {r['model']:<10} default {r['ratio']:6.3f}×   fastest ({r['fastest']['setting']}) "
-                     f"{r['fastest']['ratio']:6.3f}×   [reference {r['reference_ms']:.1f} ms/step]")
+                     f"{r['fastest']['ratio']:6.3f}×   with its on-device pipeline {r['with_pipeline_ratio']:6.3f}×   "
+                     f"[reference {r['reference_ms']:.1f} ms/step]")
     p = report["pipeline"]
     lines.append(f"(b) input pipeline, {p['images']} CIFAR-format images: project / torchvision images/s")
     for r in p["reference"]:

@@ -40,7 +40,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path):
 
     (step,) = report["step"]
     assert step["model"] == "vgg_tiny" and step["batch"] == 64
-    assert all(positive(step[k]) for k in ("reference_ms", "project_ms", "ratio"))
+    assert all(positive(step[k]) for k in ("reference_ms", "project_ms", "ratio", "with_pipeline_ratio"))
     assert math.isclose(step["ratio"], step["project_ms"] / step["reference_ms"], rel_tol=1e-9)
     assert step["fastest"]["ms"] == min(step["settings_ms"].values())
     assert {"project", "channels_last"} <= set(step["settings_ms"])
