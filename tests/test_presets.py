@@ -70,3 +70,22 @@ def test_stage_two_prunes_the_run_stage_one_trains():
     folder = f"{trained.run.root}/{trained.run.experiment}/{trained.run.id}"
     assert pruned.schedule.start_from == folder == "runs/ns2017/ns2017-c10-vgg19-trained-s1"
     assert pruned.schedule.prune.ratio == 0.7 and pruned.optimizer.nesterov
+
+
+SMOKE = ["ns2017/c10_vgg19_p70", "li2024/c10_resnet20_l12", "survey/c100_resnet56_oicsr"]
+TINY = ["dataset=synthetic", "dataset.num_train=32", "dataset.num_test=16", "dataset.batch_size=16",
+        "schedule.train.epochs=1", "schedule.finetune.epochs=1", "progress=false", "latency=false"]
+
+
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=[] if p in SMOKE else pytest.mark.slow)
+                                    for p in PRESETS if not p.rpartition("/")[2].startswith("_")])
+def test_preset_trains_one_epoch_on_synthetic_data(preset, tmp_path):
+    from conftest import train
+
+    classes = "100" if "c100" in preset else "10"
+    # one epoch does not polarise γ: its valley criterion has nothing to find yet
+    extra = ["schedule.prune.criterion=percentile"] if "polarization" in preset else []
+    proc = train([f"experiment={preset}", *TINY, f"dataset.num_classes={classes}", f"run.root={tmp_path}", *extra],
+                 timeout=900)
+    metrics = proc.stdout.strip().splitlines()[-1].removeprefix("run folder: ")
+    assert '"status": "complete"' in open(f"{metrics}/metrics.json").read()
