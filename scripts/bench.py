@@ -376,6 +376,8 @@ def bench_penalty(s: Settings, device: torch.device, notes: list[str]) -> dict:
         model = new_model(name, device)
         accel.prepare(model)
         reg.attach(model)
+        with torch.no_grad():  # some penalties (rsnli) size themselves on the first forward pass
+            model(torch.randn(2, *SHAPE, device=device))
         params = [p for p in model.parameters() if p.requires_grad]
         for p in params:
             p.grad = torch.zeros_like(p)
