@@ -40,6 +40,9 @@ from IPython.display import Markdown, display  # noqa: E402
 
 from regprune.analysis import histograms, plots  # noqa: E402
 from regprune.analysis.collect import complete, magnitude_frame, runs_frame, trained_file  # noqa: E402
+from regprune.analysis.magnitudes import magnitude_stats  # noqa: E402
+
+SPARSITY = ["weight_sparsity", "weight_sparsity_thr", "filter_sparsity", "filter_sparsity_thr"]
 
 runs = complete(runs_frame(RUNS)) if RUNS.is_dir() else pd.DataFrame()
 mags = magnitude_frame(runs) if len(runs) else pd.read_csv(TABLES / "magnitude_hist.csv")
@@ -69,9 +72,9 @@ for _, r in runs.iterrows():
     if path is None or path.resolve() in seen:
         continue
     seen.add(path.resolve())
-    stats = histograms.sparsity(histograms.load_model(path), THRESHOLD)
+    overall = magnitude_stats(histograms.load_model(path), THRESHOLD)["overall"]
     rows.append({"model": r.model, "dataset": r.dataset, "regularizer": r.regularizer, "λ": r.lam, "seed": r.seed,
-                 **{k: round(v, 2) for k, v in stats.items()}})
+                 **{k: round(overall[k], 2) for k in SPARSITY}})
 sparsity = pd.DataFrame(rows)
 if len(sparsity):
     display(sparsity.groupby(["model", "dataset", "regularizer", "λ"]).mean(numeric_only=True).drop(columns="seed"))

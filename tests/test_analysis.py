@@ -17,6 +17,7 @@ from tiny_runs import make_tiny_runs
 from conftest import ROOT
 from regprune.analysis import histograms
 from regprune.analysis.collect import collect, runs_frame, setting_hash, summarize
+from regprune.analysis.magnitudes import WEIGHT_TYPES
 from regprune.analysis.reference import compare, headline, load_references
 
 REFERENCE = ROOT / "results" / "reference"
@@ -96,30 +97,35 @@ def test_kept_channels_and_histograms_match_the_models(tiny_runs, tables):
     model = histograms.load_model(tiny_runs / "fx" / "l1-trained-s0" / "trained.pt")
     mags = pd.read_csv(tables / "magnitude_hist.csv")
     part = mags[mags.run == "fx/l1-trained-s0"]
-    n_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, histograms.WEIGHT_TYPES))
-    n_filters = sum(m.weight.shape[0] for m in model.modules() if isinstance(m, histograms.WEIGHT_TYPES))
+    n_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, WEIGHT_TYPES))
+    n_filters = sum(m.weight.shape[0] for m in model.modules() if isinstance(m, WEIGHT_TYPES))
     for kind, total in (("weight", n_weights), ("group", n_filters)):
         h = part[part.kind == kind]
         assert h["count"].sum() + h.zeros.iloc[0] + h.under.iloc[0] + h.over.iloc[0] == total
         assert len(h) == 100 and h.log10_left.min() == -8.0
 
 
-def test_magnitudes_jsonl_is_preferred_and_bad_lines_skipped(tiny_runs, tmp_path):
+def test_magnitudes_come_from_the_jsonl_record_or_the_trained_model(tiny_runs, tables, tmp_path):
+    mags = pd.read_csv(tables / "magnitude_hist.csv")
+    sources = mags.groupby("run").source.first().to_dict()
+    (base,) = [r for r in sources if "none" in r]
+    assert sources == {"fx/l1-trained-s0": "fx/l1-trained-s0/magnitudes.jsonl@epoch1",  # magnitude_every=1
+                       base: f"{base}/trained.pt"}  # no record: computed from the model
+    # the record of the last epoch describes the same weights as trained.pt
+    model = histograms.load_model(tiny_runs / "fx" / "l1-trained-s0" / "trained.pt")
+    want = histograms.model_magnitudes(model)
+    for kind in ("weight", "group"):
+        part = mags[(mags.run == "fx/l1-trained-s0") & (mags.kind == kind)]
+        assert list(part["count"]) == want[kind]["counts"] and part.zeros.iloc[0] == want[kind]["zeros"]
+    # lines in another shape are skipped
     run = tmp_path / "fx" / "l1-trained-s0"
     shutil.copytree(tiny_runs / "fx" / "l1-trained-s0", run)
-    counts = [0] * 100
-    counts[70] = 7
-    weight = {"counts": counts, "zeros": 3, "under": 0, "over": 0}
-    group = {"counts": counts[::-1], "zeros": 1, "under": 0, "over": 0}
-    lines = [{"phase": "train", "epoch": 1, "step": 10, "log10_edges": [-8.0, 2.0, 100],
-              "overall": {"weight_hist": weight, "group_hist": group}, "layers": {}},
-             {"phase": "train", "epoch": 2, "overall": {"weight_hist": {"counts": [1, 2]}}}]  # another shape
-    (run / "magnitudes.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "not json\n")
-    assert len(histograms.read_magnitudes_jsonl(run / "magnitudes.jsonl")) == 1
-    mags = collect([tmp_path], tmp_path / "out", None)["magnitude_hist"]
-    w = mags[mags.kind == "weight"]
-    assert set(mags.source) == {"fx/l1-trained-s0/magnitudes.jsonl@epoch1"}
-    assert list(w["count"]) == counts and w.zeros.iloc[0] == 3
+    with open(run / "magnitudes.jsonl", "a") as f:
+        f.write(json.dumps({"phase": "train", "epoch": 2, "overall": {"weight_hist": {"counts": [1, 2]}}}) + "\n")
+        f.write("not json\n")
+    assert [line["epoch"] for line in histograms.read_magnitudes_jsonl(run / "magnitudes.jsonl")] == [1]
+    again = collect([tmp_path], tmp_path / "out", None)["magnitude_hist"]
+    assert set(again.source) == {"fx/l1-trained-s0/magnitudes.jsonl@epoch1"}
 
 
 def test_setting_hash_ignores_seed_lambda_ratio_and_paths_only():

@@ -1,8 +1,8 @@
 """A small set of real run folders (8×8 digits, one epoch per phase) shared by the analysis and notebook tests.
 
-experiment ``fx``: a baseline, an l1 penalty-trained model, that model pruned at 30% (seeds 0 and 1) and
-60% and fine-tuned (``schedule.start_from``, as the paper sweeps do), and one run that failed in pruning
-(an emptied layer).
+experiment ``fx``: a baseline, an l1 penalty-trained model (recording magnitudes.jsonl), that model pruned
+at 30% (seeds 0 and 1) and 60% and fine-tuned (``schedule.start_from``, as the paper sweeps do), and one
+run that failed in pruning (an emptied layer).
 Built once per test session (the two test modules share the folder through ``make_tiny_runs``).
 """
 
@@ -29,7 +29,7 @@ def make_tiny_runs(base: Path) -> Path:
     fast_train = [a for a in FAST_TRAIN if a != "latency=false"]
     run(compose([*fast_train, *common, "regularizer=none", "schedule=train", "latency=false"]))
     run(compose([*fast_train, *common, "regularizer=l1", "regularizer.lam=1e-3", "schedule=train",
-                 "run.id=l1-trained-s0", "latency=false"]))
+                 "run.id=l1-trained-s0", "latency=false", "magnitude_every=1"]))
     prune = [a for a in FAST if a not in ("latency=false", "schedule.prune.ratio=0.5")]
     for ratio, seed in ((0.3, 0), (0.3, 1), (0.6, 0)):
         run(compose([*prune, *common, "regularizer=l1", "regularizer.lam=1e-3", f"schedule.prune.ratio={ratio}",

@@ -257,12 +257,11 @@ def magnitude_frame(runs: pd.DataFrame) -> pd.DataFrame:
             if path is None:
                 continue
             try:
-                mags = hist.weight_magnitudes(hist.load_model(path))
+                hists = hist.model_magnitudes(hist.load_model(path))
             except Exception as e:
                 _warn("magnitudes", path, e)
                 continue
-            spec, source = hist.LOG10_EDGES, _label(path, r)
-            hists = {kind: hist.log10_histogram(v, spec) for kind, v in mags.items()}
+            spec, source = hists["edges"], _label(path, r)
         edges = hist.log10_edges(spec)
         for kind in ("weight", "group"):
             h = hists[kind]

@@ -1,9 +1,6 @@
-"""Distributions read off a saved model: BN scale factors |γ| of the gates, weight magnitudes |w| and
-group (filter) magnitudes ‖w_g‖₂ — the quantities the TSMC 2024 framework compares across penalties.
-
-Magnitude histograms use the convention of ``magnitudes.jsonl`` (written during training when
-``magnitude_every`` > 0): log10 of the value over fixed edges, 0.1 decade from 1e-8 to 1e2, with exact
-zeros and values outside the edges counted apart. Filters are dim-0 slices of every conv/linear weight.
+"""Distributions read off saved models and run records: BN scale factors |γ| of the gates, and the weight /
+group magnitude histograms of ``magnitudes.jsonl`` (written during training when ``magnitude_every`` > 0;
+computed the same way by ``analysis.magnitudes.magnitude_stats`` from a saved model when absent).
 """
 
 from __future__ import annotations
@@ -13,13 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..models.base import PrunableModel
 from ..pruning.io import load_checkpoint, model_from_payload
-
-LOG10_EDGES = (-8.0, 2.0, 100)  # min, max, bins of log10 magnitude
-WEIGHT_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
+from .magnitudes import LOG10_EDGES, magnitude_stats
 
 
 def load_model(path: str | Path) -> PrunableModel:
@@ -34,27 +28,17 @@ def gate_gammas(model: PrunableModel) -> np.ndarray:
     return torch.cat(gates).numpy() if gates else np.zeros(0)
 
 
-@torch.no_grad()
-def weight_magnitudes(model: nn.Module) -> dict[str, np.ndarray]:
-    """``weight``: |w| of every conv/linear weight; ``group``: ‖w_g‖₂ of every filter (output channel)."""
-    weights = [m.weight.detach().double().cpu() for m in model.modules() if isinstance(m, WEIGHT_TYPES)]
-    return {"weight": torch.cat([w.abs().flatten() for w in weights]).numpy(),
-            "group": torch.cat([w.flatten(1).norm(dim=1) for w in weights]).numpy()}
-
-
 def log10_edges(spec=LOG10_EDGES) -> np.ndarray:
+    """Bin edges of a (min, max, bins) log10 histogram spec."""
     lo, hi, bins = spec
     return np.linspace(lo, hi, int(bins) + 1)
 
 
-def log10_histogram(values: np.ndarray, spec=LOG10_EDGES) -> dict:
-    """Counts of log10(values) over ``spec`` edges; exact zeros and out-of-range values apart."""
-    v = np.asarray(values, dtype=np.float64).ravel()
-    edges = log10_edges(spec)
-    logs = np.log10(v[v > 0])
-    counts, _ = np.histogram(logs, bins=edges)
-    return {"counts": counts.tolist(), "zeros": int((v == 0).sum()), "under": int((logs < edges[0]).sum()),
-            "over": int((logs > edges[-1]).sum())}
+def model_magnitudes(model: torch.nn.Module) -> dict:
+    """Overall weight and group histograms of a model in the shape ``read_magnitudes_jsonl`` returns."""
+    stats = magnitude_stats(model)
+    return {"phase": None, "epoch": None, "step": None, "edges": tuple(stats["log10_edges"]),
+            "weight": stats["overall"]["weight_hist"], "group": stats["overall"]["group_hist"]}
 
 
 def read_magnitudes_jsonl(path: str | Path) -> list[dict]:
@@ -74,23 +58,11 @@ def read_magnitudes_jsonl(path: str | Path) -> list[dict]:
             overall = row["overall"]
             spec = tuple(row.get("log10_edges", LOG10_EDGES))
             hists = {k: overall[f"{k}_hist"] for k in ("weight", "group")}
-            if any(len(h["counts"]) != int(spec[2]) for h in hists.values()):
+            if any(len(h["counts"]) != int(spec[2]) or not {"zeros", "under", "over"} <= set(h)
+                   for h in hists.values()):
                 continue
         except (ValueError, KeyError, TypeError, IndexError):
             continue
         out.append({"phase": row.get("phase"), "epoch": row.get("epoch"), "step": row.get("step"),
                     "edges": spec, **hists})
     return out
-
-
-@torch.no_grad()
-def sparsity(model: nn.Module, threshold: float = 0.009) -> dict[str, float]:
-    """Percent of conv/linear weights with |w| < ``threshold`` and of filters whose every |w| is below it
-    (Li, Hu et al. zero |w| < 0.009 before counting filter sparsity, papers.md §1), and exact zeros."""
-    weights = [m.weight.detach().abs().flatten(1).cpu() for m in model.modules() if isinstance(m, WEIGHT_TYPES)]
-    n_w = sum(w.numel() for w in weights)
-    n_f = sum(w.shape[0] for w in weights)
-    return {"weight_sparsity": 100.0 * sum(int((w == 0).sum()) for w in weights) / n_w,
-            "weight_sparsity_thr": 100.0 * sum(int((w < threshold).sum()) for w in weights) / n_w,
-            "filter_sparsity": 100.0 * sum(int((w.amax(1) == 0).sum()) for w in weights) / n_f,
-            "filter_sparsity_thr": 100.0 * sum(int((w.amax(1) < threshold).sum()) for w in weights) / n_f}
