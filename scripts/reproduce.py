@@ -1,7 +1,8 @@
 """`make reproduce [PAPER=...]`: run a paper's sweeps (skipping complete runs), then collect tables and figures.
 
-Each paper is two sweeps: `<paper>_train` (baselines and penalty training) and `<paper>` (prune each trained
-model and fine-tune). Before each sweep this prints how many of its runs are complete and how many remain.
+Each paper table is two sweeps: `<table>_train` (baselines and penalty training) and `<table>` (prune each
+trained model and fine-tune); ns2017 has two tables, the paper's settings and the public port's. Before
+each sweep this prints how many of its runs are complete and how many remain.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 PAPERS = {
-    "ns2017": ["ns2017_table1_train", "ns2017_table1"],
+    "ns2017": ["ns2017_table1_train", "ns2017_table1", "ns2017_port_train", "ns2017_port"],
     "bui2020": ["bui2020_train", "bui2020"],
     "tang2023": ["tang2023_train", "tang2023"],
     "li2024": ["li2024_train", "li2024"],
@@ -29,12 +30,14 @@ PAPERS = {
 def compose(overrides: list[str], hydra: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     from regprune.config import register_schema
 
-    register_schema()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides, return_hydra_config=hydra)
+    if not GlobalHydra.instance().is_initialized():  # once per process: every run of every sweep is composed
+        register_schema()
+        initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3")
+    return hydra_compose("config", overrides=overrides, return_hydra_config=hydra)
 
 
 def sweep_jobs(sweep: str, extra: list[str]) -> list[list[str]]:

@@ -47,6 +47,22 @@ def sweep_jobs(name: str) -> list[list[str]]:
             for values in product(*[str(v).split(",") for v in params.values()])]
 
 
+@pytest.mark.parametrize("row", ["c10_vgg19_p70", "c100_densenet40_p60", "c10_preresnet164_baseline"])
+def test_port_presets_change_only_the_port_settings(row):
+    """NS's public port (papers.md §3, §6): plain momentum, decay on BN, DenseNet-40 with 24 initial channels;
+    everything else is the paper's row."""
+    paper, port = compose([f"experiment=ns2017/{row}"]), compose([f"experiment=ns2017_port/{row}"])
+    assert (paper.optimizer.nesterov, paper.optimizer.bn_weight_decay) == (True, False)
+    assert (port.optimizer.nesterov, port.optimizer.bn_weight_decay) == (False, True)
+    assert (paper.run.experiment, port.run.experiment) == ("ns2017", "ns2017_port")
+    for key in ("dataset", "regularizer", "schedule", "seed"):
+        assert paper[key] == port[key], key
+    widths = {k: v for k, v in port.model.items() if k != "init_channels"}
+    assert widths == {k: v for k, v in paper.model.items() if k != "init_channels"}
+    if "densenet" in row:
+        assert (paper.model.init_channels, port.model.init_channels) == (16, 24)
+
+
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_sweep_jobs_compose_with_three_seeds(sweep):
     jobs = sweep_jobs(sweep)
