@@ -206,6 +206,19 @@ def test_collect_cli_writes_tables_and_notes_incomplete_runs(tiny_runs, tmp_path
     assert bad.returncode == 2 and bad.stderr.startswith("error: not a folder")
 
 
+def test_a_proximal_update_is_its_own_method(tiny_runs, tmp_path):
+    """Same penalty, other optimisation: ``update=prox`` runs are labelled ``<name>-prox``, never averaged
+    with (or matched to the paper rows of) the subgradient runs."""
+    run = next(p.parent for p in tiny_runs.rglob("metrics.json")
+               if json.loads(p.read_text())["regularizer"] == "l1")
+    shutil.copytree(run, tmp_path / "fx" / run.name)
+    config = tmp_path / "fx" / run.name / "config.yaml"
+    config.write_text(config.read_text().replace("update: subgradient", "update: prox"))
+    runs = runs_frame(tiny_runs, tmp_path)
+    assert sorted(set(runs.regularizer)) == ["l1", "l1-prox", "none"]
+    assert summarize(runs).regularizer.value_counts()["l1-prox"] == 1
+
+
 def test_unreadable_run_folder_is_skipped_with_a_note(tmp_path, capsys):
     (tmp_path / "exp" / "broken").mkdir(parents=True)
     (tmp_path / "exp" / "broken" / "metrics.json").write_text("{ truncated")

@@ -68,6 +68,8 @@ def read_run(run_dir: str | Path, root: str | Path | None = None) -> dict:
     prov = metrics.get("provenance") or {}
     row = {k: metrics.get(k) for k in ("run_id", "experiment", "name", "model", "dataset", "regularizer", "lam",
                                        "schedule", "seed", "status", "reason", "prune_criterion", "started_from")}
+    if (config.get("regularizer") or {}).get("update") == "prox" and not str(row["regularizer"]).endswith("prox"):
+        row["regularizer"] = f"{row['regularizer']}-prox"  # a proximal update is a method of its own in the tables
     row["run"] = str(run_dir.relative_to(root)) if root is not None else str(run_dir)
     row["path"] = str(run_dir.resolve())
     row["prune_ratio"] = metrics.get("prune_ratio", (schedule.get("prune") or {}).get("ratio"))
@@ -294,24 +296,31 @@ def _count(value) -> str:
     return f"{v:.0f}"
 
 
+def _share(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{100 * value:.1f}%"
+
+
 def _pm(mean, std) -> str:
     return _fmt(mean) if std is None or pd.isna(std) else f"{_fmt(mean)} ± {_fmt(std)}"
 
 
 def markdown(summary: pd.DataFrame, vs_paper: pd.DataFrame, skipped: pd.DataFrame) -> str:
     """The tables as Markdown: accuracy vs FLOPs, comparison with the papers, runs left out."""
-    head = ["model", "dataset", "regularizer", "λ", "ratio", "seeds", "acc % (final)", "acc % pruned",
-            "baseline %", "drop", "paper %", "Δ paper", "params", "FLOPs", "FLOPs ↓", "latency ms"]
-    lines = ["# Accuracy vs FLOPs", "", "Test accuracy (%) after fine-tuning (after training for runs without "
-             "pruning), mean ± std over seeds; drop = baseline − final; Δ paper = ours − paper; FLOPs = 2 × MACs.",
+    head = ["model", "dataset", "regularizer", "λ", "ratio", "seeds", "acc % trained", "acc % pruned",
+            "acc % (final)", "baseline %", "drop", "paper %", "Δ paper", "channels ↓", "params", "MACs", "FLOPs",
+            "FLOPs ↓", "latency ms"]
+    lines = ["# Accuracy vs FLOPs", "", "Test accuracy (%) after penalty training, right after pruning and final "
+             "(after fine-tuning; after training for runs without pruning), mean ± std over seeds; drop = baseline "
+             "− final; Δ paper = ours − paper; channels ↓ = share of prunable channels removed; FLOPs = 2 × MACs.",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():
         ratio = "–" if pd.isna(r.prune_ratio) else f"{r.prune_ratio:g}"
         cells = [r.model, r.dataset, r.regularizer, f"{r.lam:g}", ratio, str(r.n_seeds),
-                 _pm(r.acc_final_mean, r.acc_final_std), _pm(r.get("acc_pruned_mean"), r.get("acc_pruned_std")),
+                 _pm(r.get("acc_trained_final_mean"), r.get("acc_trained_final_std")),
+                 _pm(r.get("acc_pruned_mean"), r.get("acc_pruned_std")), _pm(r.acc_final_mean, r.acc_final_std),
                  _fmt(r.baseline_acc), _fmt(r.acc_drop), _fmt(r.get("paper_acc")), _fmt(r.get("paper_acc_diff")),
-                 _count(r.get("params_mean")), _count(r.get("flops_mean")),
-                 "–" if pd.isna(r.get("flops_reduction_mean")) else f"{100 * r.flops_reduction_mean:.1f}%",
+                 _share(r.get("channels_pruned_ratio_mean")), _count(r.get("params_mean")),
+                 _count(r.get("macs_mean")), _count(r.get("flops_mean")), _share(r.get("flops_reduction_mean")),
                  _fmt(r.get("latency_ms_mean"), 3)]
         lines.append("| " + " | ".join(cells) + " |")
     if not vs_paper.empty:
