@@ -25,6 +25,16 @@ def _deterministic():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """Small tensors on a shared 2-core machine: two intra-op threads next to another busy process ran the
+    model tests 4× slower than one thread (measured). Modules opt in with ``usefixtures``; restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def compose(overrides: list[str]):
     """The config ``python train.py <overrides>`` would run."""
     from hydra import compose as hydra_compose

@@ -14,14 +14,7 @@ from conftest import FAST, compose
 from regprune.analysis.magnitudes import LOG10_EDGES, append_jsonl, layer_stats, magnitude_stats, record_magnitudes
 from regprune.logging.record import RunRecord
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is faster (as in test_models_zoo)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_layer_stats_counts_zero_and_small_weights_and_filters():

@@ -34,14 +34,7 @@ NS_TABLE1 = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small CNNs on a shared 2-core machine: two intra-op threads next to another busy process run
-    these tests 4× slower than one thread (measured); restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def flop_counter_macs(model, shape=(3, 32, 32)) -> int:

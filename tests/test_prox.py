@@ -15,13 +15,7 @@ LAMS = (1e-6, 1e-3, 0.1, 1.0, 30.0)  # tiny to large
 N_PER_LAM = 2000  # 10,000 inputs per operator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is faster (as in test_models_zoo)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def brute_min(obj, y: torch.Tensor, coarse: int = 257, levels: int = 8, starts: int = 3) -> torch.Tensor:

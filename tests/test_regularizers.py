@@ -25,13 +25,7 @@ SHAPES = {"vgg_tiny": (1, 16, 16), "vgg11": (3, 32, 32), "residual": (3, 8, 8), 
           "preresnet164": (3, 16, 16), "densenet40": (3, 16, 16)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is faster (as in test_models_zoo)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyResidual(PrunableModel):
