@@ -44,6 +44,7 @@ from regprune.profile import count_macs
 from regprune.pruning.compact import compact
 from regprune.pruning.masks import group_scores, masks_from_scores
 from regprune.regularizers.base import BNRegularizer, Regularizer
+from regprune.regularizers.weight_half import WeightLHalf
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (3, 32, 32)
@@ -80,7 +81,7 @@ def settings_for(device: torch.device, quick: bool, models: list[str] | None) ->
         s = Settings(models=["vgg19", "resnet56", "vgg11"], steps=20, rounds=5, warmup=2, pipeline_images=50_000,
                      penalty_model="vgg19", prune_batches=(256,))
     else:
-        s = Settings(models=["vgg11", "vgg19", "resnet56"], steps=1, rounds=7, warmup=1, pipeline_images=10_000,
+        s = Settings(models=["vgg11", "vgg19", "resnet56"], steps=3, rounds=7, warmup=1, pipeline_images=10_000,
                      penalty_model="vgg11")
     s.models = models or s.models
     if cuda:
@@ -383,10 +384,10 @@ def bench_penalty(s: Settings, device: torch.device, notes: list[str]) -> dict:
             p.grad = torch.zeros_like(p)
         repeats = 20
         work = interleaved({"work": penalty_work(reg, params, repeats)}, device, rounds=3)["work"] / repeats
-        kind = "gamma" if isinstance(reg, BNRegularizer) else "group"
+        kind = "gamma" if isinstance(reg, BNRegularizer) else "weight" if isinstance(reg, WeightLHalf) else "group"
         rows.append({"name": reg_name, "class": type(reg).__name__, "kind": kind, "ms": 1e3 * t[reg_name],
                      "overhead": t[reg_name] / t["none"] - 1, "isolated_ms": 1e3 * work,
-                     "isolated_overhead": work / t["none"], "goal": GOALS[f"penalty_{kind}"]})
+                     "isolated_overhead": work / t["none"], "goal": GOALS.get(f"penalty_{kind}")})
         print(f"  penalty {reg_name}: {rows[-1]['overhead']:+.1%} step, {rows[-1]['isolated_overhead']:.2%} "
               "isolated", flush=True)
     return {"model": name, "none_ms": 1e3 * t["none"], "regularizers": rows, "skipped": skipped}
