@@ -87,7 +87,7 @@ def settings_for(device: torch.device, quick: bool, models: list[str] | None) ->
     if cuda:
         s.candidates = [{"compile": True}]
     else:
-        s.candidates = [{"channels_last": True}]
+        s.candidates = [{"channels_last": "false"}]
         if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
             s.candidates.append({"amp": "bf16"})
     return s

@@ -32,7 +32,8 @@ def sgd(model, lr=0.1):
 
 
 def test_auto_is_fp32_contiguous_on_cpu_and_explicit_values_win():
-    assert Accel.resolve("cpu") == Accel(device_type="cpu", amp=None, channels_last=False, compile=False)
+    assert Accel.resolve("cpu") == Accel(device_type="cpu", amp=None, channels_last=True, compile=False)
+    assert not Accel.resolve("cpu", channels_last="false").channels_last
     a = Accel.resolve("cpu", amp="BF16", channels_last=True, compile=True)
     assert (a.amp, a.channels_last, a.compile, a.memory_format) == ("bf16", True, True, torch.channels_last)
     assert Accel.resolve("cpu", amp="off", channels_last="false").amp is None

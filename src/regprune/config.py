@@ -48,7 +48,7 @@ class PerfSection:
     """Speed switches (resolved per device by ``regprune.engine.loop.Accel``)."""
 
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16 (with a GradScaler)
-    channels_last: str = "auto"  # auto (on for CUDA, off on CPU) | true | false
+    channels_last: str = "auto"  # auto (on: faster on CUDA and on CPU) | true | false
     compile: bool = False  # torch.compile the model
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest convolution algorithms (CUDA)
 

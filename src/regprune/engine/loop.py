@@ -51,15 +51,16 @@ class Accel:
     @classmethod
     def resolve(cls, device: torch.device | str, amp: str = "auto", channels_last: str | bool = "auto",
                 compile: bool = False) -> Accel:
-        """"auto" turns a switch on where it helps: bf16 autocast and channels_last on CUDA, neither on
-        CPU (measured by ``make bench``: channels_last slows CPU training of VGG)."""
+        """"auto" turns a switch on where it helps (measured by ``make bench``): channels_last everywhere
+        (on 2 CPU cores 0.77–0.96× the step time of VGG-11/19 and ResNet-56, 0.8× on vgg_tiny/digits) and
+        bf16 autocast on CUDA only (0.59× on CPU too, but the CPU path stays fp32, the reference numerics)."""
         device_type = torch.device(device).type
         cuda = device_type == "cuda"
         amp, layout = perf_modes(amp, channels_last)
         if amp == "auto":
             amp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "off"
         return cls(device_type=device_type, amp=None if amp == "off" else amp,
-                   channels_last=cuda if layout == "auto" else layout == "true", compile=bool(compile))
+                   channels_last=layout in ("auto", "true"), compile=bool(compile))
 
     @property
     def memory_format(self) -> torch.memory_format:
