@@ -31,7 +31,7 @@ def sgd(model, lr=0.1):
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.0)
 
 
-def test_auto_is_fp32_contiguous_on_cpu_and_explicit_values_win():
+def test_auto_is_fp32_channels_last_on_cpu_and_explicit_values_win():
     assert Accel.resolve("cpu") == Accel(device_type="cpu", amp=None, channels_last=True, compile=False)
     assert not Accel.resolve("cpu", channels_last="false").channels_last
     a = Accel.resolve("cpu", amp="BF16", channels_last=True, compile=True)
