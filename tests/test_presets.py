@@ -101,7 +101,9 @@ def test_preset_trains_one_epoch_on_synthetic_data(preset, tmp_path):
     classes = "100" if "c100" in preset else "10"
     # one epoch does not polarise γ: its valley criterion has nothing to find yet
     extra = ["schedule.prune.criterion=percentile"] if "polarization" in preset else []
-    proc = train([f"experiment={preset}", *TINY, f"dataset.num_classes={classes}", f"run.root={tmp_path}", *extra],
+    tiny = TINY if compose([f"experiment={preset}"]).schedule.get("finetune") else [
+        a for a in TINY if not a.startswith("schedule.finetune")]  # baselines: schedule=train has no fine-tuning
+    proc = train([f"experiment={preset}", *tiny, f"dataset.num_classes={classes}", f"run.root={tmp_path}", *extra],
                  timeout=900)
     metrics = proc.stdout.strip().splitlines()[-1].removeprefix("run folder: ")
     assert '"status": "complete"' in open(f"{metrics}/metrics.json").read()
