@@ -130,7 +130,9 @@ class Runner:
                 self.prune_phase(settings, state)
             elif isinstance(settings, RecalibrateBN):
                 self.train_batches.set_epoch(len(state.history))
-                recalibrate_bn(state.model, self.train_batches, settings.batches)
+                # through the prepared module: the same weight layout (and kernels) as training and evaluation,
+                # whether the model comes from the previous phase or from a checkpoint
+                recalibrate_bn(self.forward_module(state.model), self.train_batches, settings.batches)
                 state.metrics["acc_recalibrated"] = self.evaluate(state.model)["test_acc"]
             if name == self.fault_after_phase:
                 os._exit(FAULT_EXIT_CODE)  # the phase's work is done, its checkpoint not yet written
