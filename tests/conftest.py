@@ -25,6 +25,14 @@ def _deterministic():
     yield
 
 
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> Path:
+    """Real tiny run folders (tests/tiny_runs.py), built once per session for the analysis and notebook tests."""
+    from tiny_runs import make_tiny_runs
+
+    return make_tiny_runs(tmp_path_factory.mktemp("analysis"))
+
+
 @pytest.fixture
 def one_thread():
     """Small tensors on a shared 2-core machine: two intra-op threads next to another busy process ran the

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tiny_runs import make_tiny_runs
 
 from conftest import ROOT
 from regprune.analysis import histograms
@@ -22,11 +21,6 @@ from regprune.analysis.reference import compare, headline, load_references
 
 REFERENCE = ROOT / "results" / "reference"
 VGG_TINY_CHANNELS = 32 + 32 + 64 + 64 + 128 + 128
-
-
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory) -> Path:
-    return make_tiny_runs(tmp_path_factory.mktemp("analysis"))
 
 
 @pytest.fixture(scope="session")

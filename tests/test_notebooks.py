@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_runs import make_tiny_runs
 
 from conftest import ROOT
 from regprune.analysis.collect import collect
@@ -19,11 +18,6 @@ pytest.importorskip("ipykernel")
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 KERNEL = "regprune-tests"
-
-
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory) -> Path:
-    return make_tiny_runs(tmp_path_factory.mktemp("analysis"))
 
 
 @pytest.fixture(scope="module")
