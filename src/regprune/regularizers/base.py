@@ -14,6 +14,15 @@ from torch import nn
 from ..models.base import PrunableModel
 from ..pruning.masks import group_scores
 
+UPDATES = ("subgradient", "prox")
+
+
+def checked_update(update: str, allowed: tuple[str, ...] = UPDATES, why: str = "") -> str:
+    """``update`` if it is one of ``allowed``; otherwise a ValueError naming the choices."""
+    if update not in allowed:
+        raise ValueError(f"update={update!r}: choose from {list(allowed)}" + (f" ({why})" if why else ""))
+    return update
+
 
 class Regularizer:
     name = "none"

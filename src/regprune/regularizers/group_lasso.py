@@ -14,6 +14,7 @@ import torch
 
 from ..models.base import PrunableModel
 from . import prox
+from .base import checked_update
 from .groups import GroupPenalty, expand, magnitude
 
 
@@ -23,9 +24,7 @@ class GroupLasso(GroupPenalty):
     def __init__(self, lam: float = 1e-4, groups: str = "filters", update: str = "subgradient",
                  exclude_first: bool = False, score: str = "l2", bn: bool = False):
         super().__init__(lam, groups, exclude_first, score, bn=bn)
-        if update not in ("subgradient", "prox"):
-            raise ValueError(f"update={update!r}: choose subgradient or prox")
-        if update == "prox" and groups == "oic":
+        if checked_update(update) == "prox" and groups == "oic":
             raise ValueError("update='prox' needs non-overlapping groups; groups=oic overlap (use subgradient)")
         self.update = update
         self.name = {"filters": "group_lasso", "channels": "group_lasso_channel", "oic": "oicsr"}[groups]

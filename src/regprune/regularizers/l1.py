@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import BNRegularizer
+from .base import BNRegularizer, checked_update
 
 
 class BNL1(BNRegularizer):
@@ -15,9 +15,7 @@ class BNL1(BNRegularizer):
 
     def __init__(self, lam: float = 1e-4, update: str = "subgradient"):
         super().__init__(lam)
-        if update not in ("subgradient", "prox"):
-            raise ValueError(f"update={update!r}: choose subgradient or prox")
-        self.update = update
+        self.update = checked_update(update)
 
     @property
     def criterion(self) -> str:

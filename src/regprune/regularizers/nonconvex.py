@@ -14,9 +14,7 @@ import torch
 
 from . import penalties as P
 from . import prox
-from .base import BNRegularizer
-
-UPDATES = ("subgradient", "prox")
+from .base import UPDATES, BNRegularizer, checked_update
 
 
 class ElementwiseBN(BNRegularizer):
@@ -25,10 +23,7 @@ class ElementwiseBN(BNRegularizer):
     def __init__(self, lam: float, update: str = "subgradient"):
         super().__init__(lam)
         allowed = UPDATES if self.has_prox() else ("subgradient",)
-        if update not in allowed:
-            raise ValueError(f"update={update!r}: {type(self).__name__} supports {list(allowed)} "
-                             "(a proximal step needs a closed form)")
-        self.update = update
+        self.update = checked_update(update, allowed, f"{type(self).__name__}: a proximal step needs a closed form")
 
     @property
     def criterion(self) -> str:

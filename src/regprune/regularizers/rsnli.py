@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..models.base import PrunableModel
-from .base import BNRegularizer
+from .base import BNRegularizer, checked_update
 
 
 def channel_costs(model: PrunableModel, out_hw: dict[str, int]) -> dict[str, float]:
@@ -43,9 +43,7 @@ class CostWeightedL1(BNRegularizer):
 
     def __init__(self, lam: float = 1e-4, update: str = "prox"):
         super().__init__(lam)
-        if update not in ("subgradient", "prox"):
-            raise ValueError(f"update={update!r}: choose subgradient or prox")
-        self.update = update
+        self.update = checked_update(update)
         self.weights: torch.Tensor | None = None
         self._hooks: list = []
 
