@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from regprune.cost import count_macs
 from regprune.data.loader import BatchLoader
 from regprune.engine.loop import Accel, train_one_epoch
 from regprune.engine.optim import SGD
 from regprune.models import MODELS, build_model
-from regprune.profile import count_macs
 from regprune.pruning.compact import compact
 from regprune.pruning.masks import group_scores, masks_from_scores
 from regprune.regularizers.base import BNRegularizer, Regularizer

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from regprune.cost import count_macs, count_params
 from regprune.models import MODELS, build_model
-from regprune.profile import count_macs, count_params
 from regprune.pruning import apply_masks, compact, group_scores, masks_from_scores
 from regprune.pruning.io import model_from_payload, model_payload
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from regprune.cost import count_macs, count_params
 from regprune.data import Digits, Synthetic, stratified_split
 from regprune.engine.bn_recalib import recalibrate_bn
 from regprune.engine.optim import SGD, Adam, lr_at
 from regprune.models import build_model
-from regprune.profile import count_macs, count_params
 
 
 def test_digits_splits_are_disjoint_stratified_and_fixed_by_seed():

@@ -12,7 +12,7 @@ from torch import nn
 
 from conftest import FAST, compose
 from regprune.analysis.magnitudes import LOG10_EDGES, append_jsonl, layer_stats, magnitude_stats, record_magnitudes
-from regprune.logging.record import RunRecord
+from regprune.tracking.record import RunRecord
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

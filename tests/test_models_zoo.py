@@ -14,9 +14,9 @@ from test_compaction import check_equivalence, random_masks
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import compose
+from regprune.cost import count_macs, count_params
 from regprune.models import MODELS, ChannelSelect, build_model
 from regprune.models.resnet import ResNet
-from regprune.profile import count_macs, count_params
 from regprune.pruning import apply_masks, compact
 from regprune.pruning.io import load_pruned, model_from_payload, model_payload
 

@@ -12,9 +12,9 @@ from torch import nn
 
 from conftest import FAST, ROOT, compose
 from regprune import regularizers as R
+from regprune.cost import count_macs
 from regprune.models import build_model
 from regprune.models.base import ChannelGroup, PrunableModel
-from regprune.profile import count_macs
 from regprune.pruning import compact, masks_from_scores
 from regprune.regularizers import prox
 from regprune.regularizers.criteria import valley_threshold

@@ -9,7 +9,7 @@ import torch
 
 import regprune
 from conftest import FAST, FAST_TRAIN, train
-from regprune.profile import count_macs, count_params
+from regprune.cost import count_macs, count_params
 
 
 def metrics_of(proc) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, compose, train
-from regprune.logging import WandbLogger, read_offline_run
+from regprune.tracking import WandbLogger, read_offline_run
 
 pytest.importorskip("wandb")
 
@@ -139,7 +139,7 @@ def test_disk_error_while_logging_warns_once_and_stops_mirroring(capsys):
 
 
 def test_summary_maps_metrics_to_dashboard_keys():
-    from regprune.logging.wandb_logger import summary_from_metrics
+    from regprune.tracking.wandb_logger import summary_from_metrics
 
     s = summary_from_metrics({"acc_trained_final": 91.0, "acc_pruned": 40.0, "acc_finetuned_final": 92.5,
                               "params": 10, "macs": 100, "flops": 200, "prune_ratio": 0.7,

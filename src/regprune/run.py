@@ -24,10 +24,10 @@ from .engine.optim import OptimizerSpec
 from .engine.runner import Runner, RunState
 from .engine.schedule import Schedule
 from .errors import UserError
-from .logging.record import RunRecord, provenance
 from .models.base import PrunableModel
 from .pruning.io import load_checkpoint, model_from_payload
 from .regularizers.base import Regularizer
+from .tracking.record import RunRecord, provenance
 
 # keys that do not change a run's results, so changing them keeps its run id (and its folder)
 HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "fault", "latency",

@@ -16,7 +16,7 @@ import json
 import torch
 from torch import nn
 
-from ..logging.record import RunRecord
+from ..tracking.record import RunRecord
 
 LOG10_EDGES = (-8.0, 2.0, 100)  # min, max, bins
 ZERO_THRESHOLD = 0.009  # Li, Hu et al. set every |w| below this to 0 before counting filter sparsity

@@ -11,16 +11,16 @@ import numpy as np
 import torch
 
 from ..analysis.magnitudes import record_magnitudes
+from ..cost import model_cost
 from ..data.base import DatasetSpec, ImageData
 from ..data.loader import BatchLoader
-from ..logging.record import RunRecord
 from ..models.base import PrunableModel
-from ..profile import model_cost
 from ..pruning.compact import compact
 from ..pruning.io import model_from_payload, model_payload
 from ..pruning.masks import apply_masks, masks_from_scores
 from ..regularizers.base import Regularizer
 from ..regularizers.criteria import valley_threshold
+from ..tracking.record import RunRecord
 from .bn_recalib import recalibrate_bn
 from .loop import Accel, NonFiniteError, evaluate, train_one_epoch
 from .optim import OptimizerSpec, lr_at, set_lr
@@ -174,7 +174,7 @@ class Runner:
             row = {"phase": name, "epoch": epoch + 1, "lr": lr, "train_loss": train["loss"],
                    "train_acc": train["acc"], **self.evaluate(model),
                    "penalty": float(reg.penalty().detach()) if reg is not None else 0.0,
-                   "epoch_time_s": time.perf_counter() - t0}
+                   **(reg.epoch_stats() if reg is not None else {}), "epoch_time_s": time.perf_counter() - t0}
             if self.magnitude_every and (epoch + 1) % self.magnitude_every == 0:
                 row.update(record_magnitudes(self.record, self.logger, model, name, epoch + 1, state.step))
             state.history.append(row)
@@ -182,6 +182,8 @@ class Runner:
             state.epoch = epoch + 1
             state.optimizer = optimizer.state_dict()
             state.regularizer = reg.state_dict() if reg is not None else {}
+            if reg is not None and reg.finished():
+                break
             if state.epoch % self.checkpoint_every == 0 and state.epoch < phase.epochs:
                 self.checkpoint(state)
         gates = [m.weight.detach().abs().flatten().cpu() for m in model.gate_modules().values()]

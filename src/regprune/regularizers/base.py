@@ -50,6 +50,14 @@ class Regularizer:
     def on_iteration(self, step: int) -> None:
         """Per-iteration schedule update (e.g. growing λ)."""
 
+    def finished(self) -> bool:
+        """True once the penalty's own stopping rule is met: the training phase ends at that epoch's end."""
+        return False
+
+    def epoch_stats(self) -> dict[str, float]:
+        """Extra per-epoch numbers for history.csv and the logger (e.g. the share of groups in a branch)."""
+        return {}
+
     def channel_scores(self, model: PrunableModel) -> dict[str, torch.Tensor]:
         """Per-channel importance used by the pruning criterion; default |γ| of the group's gates."""
         return group_scores(model)
