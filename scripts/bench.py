@@ -41,8 +41,8 @@ from regprune.data.loader import BatchLoader
 from regprune.engine.loop import Accel, train_one_epoch
 from regprune.engine.optim import SGD
 from regprune.models import MODELS, build_model
+from regprune.pruning import BNScale, Percentile, select
 from regprune.pruning.compact import compact
-from regprune.pruning.masks import group_scores, masks_from_scores
 from regprune.regularizers.base import BNRegularizer, Regularizer
 from regprune.regularizers.weight_half import WeightLHalf
 
@@ -436,10 +436,10 @@ def bench_prune(s: Settings, device: torch.device, notes: list[str]) -> dict:
     with torch.no_grad():
         for bn in model.gate_modules().values():  # random γ: what a global |γ| percentile then keeps
             bn.weight.copy_(torch.rand(bn.weight.shape, generator=g))
-    scores = group_scores(model)
+    scores = BNScale()(model)
     variants, pruned_ratio = {"unpruned": model}, {}
     for ratio in s.prune_ratios:
-        result = masks_from_scores(scores, ratio, "global")
+        result = select(scores, Percentile(ratio))
         variants[f"p{round(ratio * 100)}"] = compact(model, result.masks).eval()
         pruned_ratio[f"p{round(ratio * 100)}"] = result.pruned_ratio()
     flops = {k: 2 * count_macs(m, SHAPE) for k, m in variants.items()}

@@ -11,7 +11,6 @@ import argparse
 import json
 import subprocess
 import sys
-from itertools import product
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,27 +26,8 @@ PAPERS = {
 }
 
 
-def compose(overrides: list[str], hydra: bool = False):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from regprune.config import register_schema
-
-    if not GlobalHydra.instance().is_initialized():  # once per process: every run of every sweep is composed
-        register_schema()
-        initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3")
-    return hydra_compose("config", overrides=overrides, return_hydra_config=hydra)
-
-
-def sweep_jobs(sweep: str, extra: list[str]) -> list[list[str]]:
-    """Every job of a sweep config: the cartesian product of its hydra.sweeper.params."""
-    params = compose([f"sweep={sweep}", *extra], hydra=True).hydra.sweeper.params
-    return [[f"{k}={v}" for k, v in zip(params, values, strict=True)]
-            for values in product(*[str(v).split(",") for v in params.values()])]
-
-
 def job_status(sweep: str, job: list[str], extra: list[str]) -> tuple[Path, str]:
+    from regprune.compose import compose
     from regprune.run import run_folder
 
     folder = run_folder(compose([f"sweep={sweep}", *job, *extra]))
@@ -57,6 +37,8 @@ def job_status(sweep: str, job: list[str], extra: list[str]) -> tuple[Path, str]
 
 
 def run_sweep(sweep: str, extra: list[str], dry_run: bool) -> list[Path]:
+    from regprune.compose import sweep_jobs
+
     jobs = sweep_jobs(sweep, extra)
     status = [job_status(sweep, job, extra) for job in jobs]
     done = sum(s == "complete" for _, s in status)
@@ -78,6 +60,9 @@ def main() -> None:
     ap.add_argument("--dry-run", action="store_true", help="only count complete and remaining runs")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. hydra/launcher=slurm")
     args = ap.parse_args()
+    from regprune.compose import initialize_once
+
+    initialize_once()
     papers = [p for p in PAPERS if p != "mini"] if args.paper == "all" else [args.paper]
     for paper in papers:
         folders: list[Path] = []

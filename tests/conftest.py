@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from regprune.compose import compose  # noqa: F401 (re-exported for the tests)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # small, fast settings for end-to-end runs on digits
@@ -43,16 +45,10 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def compose(overrides: list[str]):
-    """The config ``python train.py <overrides>`` would run."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from regprune.config import register_schema
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
+def crash(**where) -> str:
+    """The override that kills a run abruptly (regprune.testing.Crash) at ``at_step=N`` or ``after_phase=NAME``."""
+    args = ",".join(f"{k}:{v}" for k, v in where.items())
+    return f"+callbacks={{crash:{{_target_:regprune.testing.Crash,{args}}}}}"
 
 
 def train(args: list[str], cwd: Path | None = None, check: bool = True, env: dict | None = None,

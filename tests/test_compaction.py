@@ -7,7 +7,7 @@ import torch
 
 from regprune.cost import count_macs, count_params
 from regprune.models import MODELS, build_model
-from regprune.pruning import apply_masks, compact, group_scores, masks_from_scores
+from regprune.pruning import BNScale, Percentile, apply_masks, compact, select
 from regprune.pruning.io import model_from_payload, model_payload
 
 
@@ -87,7 +87,7 @@ def test_compacted_model_round_trips_through_payload():
 def test_global_percentile_keeps_strictly_above_threshold():
     """NS keeps |γ| strictly above the value at index ⌊N·ratio⌋, pruning one channel more than the ratio."""
     scores = {"a": torch.tensor([0.1, 0.3, 0.5, 0.9]), "b": torch.tensor([0.2, 0.4, 0.6, 0.8])}
-    r = masks_from_scores(scores, 0.5)  # sorted .1 .2 .3 .4 .5 .6 .8 .9: index 4 -> 0.5
+    r = select(scores, Percentile(0.5))  # sorted .1 .2 .3 .4 .5 .6 .8 .9: index 4 -> 0.5
     assert r.threshold == pytest.approx(0.5)
     assert r.kept() == {"a": 1, "b": 2}
     assert r.pruned_ratio() == pytest.approx(5 / 8)
@@ -98,8 +98,8 @@ def test_emptied_layer_is_an_error_or_recorded_top_up():
 
     scores = {"a": torch.tensor([0.1, 0.2, 0.3, 0.4]), "b": torch.tensor([0.5, 0.6, 0.7, 0.8])}
     with pytest.raises(UserError, match="would leave 0 channel"):
-        masks_from_scores(scores, 0.5)
-    r = masks_from_scores(scores, 0.5, on_empty="keep_min", min_channels=2)
+        select(scores, Percentile(0.5))
+    r = select(scores, Percentile(0.5), on_empty="keep_min", min_channels=2)
     assert r.kept() == {"a": 2, "b": 3}
     assert r.topped_up == {"a": 2}
     assert r.masks["a"].tolist() == [False, False, True, True]
@@ -107,14 +107,14 @@ def test_emptied_layer_is_an_error_or_recorded_top_up():
 
 def test_layer_scope_drops_ratio_per_layer():
     scores = {"a": torch.tensor([0.4, 0.1, 0.3, 0.2]), "b": torch.tensor([0.5, 0.9, 0.7, 0.8])}
-    r = masks_from_scores(scores, 0.5, scope="layer")
+    r = select(scores, Percentile(0.5, scope="layer"))
     assert r.masks["a"].tolist() == [True, False, True, False]
     assert r.masks["b"].tolist() == [False, True, False, True]
 
 
 def test_masking_zeroes_gamma_and_beta():
     model = build_model("vgg_tiny", num_classes=10, in_channels=1)
-    scores = group_scores(model)
+    scores = BNScale()(model)
     masks = {k: torch.arange(len(v)) % 2 == 0 for k, v in scores.items()}
     apply_masks(model, masks)
     for name, bn in model.gate_modules().items():

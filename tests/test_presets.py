@@ -6,6 +6,7 @@ import pytest
 from hydra.utils import instantiate
 
 from conftest import ROOT, compose
+from regprune.compose import sweep_jobs
 from regprune.run import typed
 
 PRESETS = sorted(str(p.relative_to(ROOT / "configs/experiment").with_suffix(""))
@@ -26,25 +27,7 @@ def test_preset_composes_and_builds(preset):
     assert model.channel_groups()
     if not preset.rpartition("/")[2].startswith("_"):
         assert cfg.run.experiment != "default", "a preset names its experiment folder"
-        assert schedule.phases()
-
-
-def sweep_jobs(name: str) -> list[list[str]]:
-    """The override lists of every job of a sweep config (its params' cartesian product)."""
-    from itertools import product
-
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from regprune.config import register_schema
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=[f"sweep={name}"], return_hydra_config=True)
-    assert cfg.hydra.mode.name == "MULTIRUN"
-    params = cfg.hydra.sweeper.params
-    return [[f"{k}={v}" for k, v in zip(params, values, strict=True)]
-            for values in product(*[str(v).split(",") for v in params.values()])]
+        assert schedule.plan()
 
 
 @pytest.mark.parametrize("row", ["c10_vgg19_p70", "c100_densenet40_p60", "c10_preresnet164_baseline"])
@@ -72,7 +55,7 @@ def test_sweep_jobs_compose_with_three_seeds(sweep):
         cfg = compose([f"sweep={sweep}", *job])
         typed(cfg)
         assert cfg.resume == "auto"
-        phases = [name for name, _ in instantiate(cfg.schedule).phases()]
+        phases = [name for name, _ in instantiate(cfg.schedule).plan()]
         if sweep.endswith("_train"):  # stage 1 trains only; stage 2 starts at pruning
             assert phases == ["train"]
         else:

@@ -15,9 +15,8 @@ from regprune import regularizers as R
 from regprune.cost import count_macs
 from regprune.models import build_model
 from regprune.models.base import ChannelGroup, PrunableModel
-from regprune.pruning import compact, masks_from_scores
+from regprune.pruning import Threshold, compact, select, valley_threshold
 from regprune.regularizers import prox
-from regprune.regularizers.criteria import valley_threshold
 from regprune.regularizers.groups import group_scores, weight_groups
 from regprune.regularizers.rsnli import channel_costs
 
@@ -253,7 +252,7 @@ def test_group_lasso_prox_is_radial_soft_threshold(groups):
         (w, d), = s
         assert d == dim
         torch.testing.assert_close(w.detach(), prox.group(weights[id(w)], dim, prox.soft, 0.4), rtol=1e-12, atol=0)
-    scores = reg.channel_scores(model)
+    scores = reg.importance()(model)
     assert sum(int((v == 0).sum()) for v in scores.values()) > 0  # whole groups became exactly 0
     assert reg.criterion == "threshold"
 
@@ -331,7 +330,7 @@ def test_group_scores_zero_for_all_zero_groups_and_inf_for_excluded():
     assert (oic[names[2]][[1, 4]] > 0).all()
     convs[3].weight.data[:, [1, 4]] = 0.0
     assert (group_scores(model, "oic")[names[2]][[1, 4]] == 0).all()
-    r = masks_from_scores(s, 0.0, threshold=0.0)
+    r = select(s, Threshold(0.0))
     assert r.kept()[names[2]] == model.widths[2] - 2
     small = compact(model, r.masks)
     assert small.widths[2] == model.widths[2] - 2
@@ -361,7 +360,7 @@ def test_coupled_groups_hold_every_producer_and_consumer():
     model.conv2.weight.data[2] = 0
     assert group_scores(model)["stream"][2] == 0
     assert torch.isinf(group_scores(model, exclude_first=True)["stream"]).all()  # the stem produces it
-    small = compact(model, masks_from_scores(group_scores(model), 0.0, threshold=0.0).masks)
+    small = compact(model, select(group_scores(model), Threshold(0.0)).masks)
     assert small.widths == [5, 5] and small(torch.zeros(1, 3, 8, 8, dtype=torch.float64)).shape == (1, 10)
     costs = channel_costs(model, {"stem": 64, "conv1": 64, "conv2": 64})
     assert costs == {"stream": 64 * 3 * 9 + 64 * 5 * 9 + 64 * 5 * 9 + 10, "bn1": 64 * 6 * 9 + 64 * 6 * 9}
@@ -416,8 +415,8 @@ def test_greg_grows_lambda_selects_and_resumes():
     bn = model.features[1]  # the selected channels' BN γ, β are in their groups too
     torch.testing.assert_close(bn.weight.grad - bn_before[0], want_bn(bn.weight), rtol=1e-12, atol=0)
     torch.testing.assert_close(bn.bias.grad - bn_before[1], want_bn(bn.bias), rtol=1e-12, atol=0)
-    scores = reg.channel_scores(model)
-    r = masks_from_scores(scores, 0.0, threshold=0.0)
+    scores = reg.importance()(model)
+    r = select(scores, Threshold(0.0))
     assert all(int((~r.masks[k]).sum()) == len(v) for k, v in reg.selected.items())
 
 

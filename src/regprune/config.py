@@ -29,21 +29,6 @@ class RunSection:
 
 
 @dataclass
-class FaultSection:
-    """Fault injection for resume tests: the process exits abruptly (code 86, no cleanup)."""
-
-    at_step: int | None = None  # before this optimizer step (0-based, counted over all phases)
-    after_phase: str | None = None  # after this phase's work, before its checkpoint is written
-
-    def __post_init__(self):
-        if self.at_step is not None and self.at_step < 0:
-            raise UserError(f"fault.at_step={self.at_step} must be ≥ 0")
-        phases = ("train", "prune", "recalibrate_bn", "finetune")
-        if self.after_phase is not None and self.after_phase not in phases:
-            raise UserError(f"fault.after_phase={self.after_phase!r}: choose from {list(phases)}")
-
-
-@dataclass
 class PerfSection:
     """Speed switches (resolved per device by ``regprune.engine.loop.Accel``)."""
 
@@ -74,7 +59,7 @@ class RunConfig:
     checkpoint_every: int = 1  # epochs between checkpoints inside a phase
     progress: bool = True  # tqdm bars
     latency: bool = True  # measure CPU/GPU latency of the unpruned and final models
-    fault: FaultSection = field(default_factory=FaultSection)
+    callbacks: dict[str, Any] = field(default_factory=dict)  # name -> _target_ node (e.g. regprune.testing.Crash)
     magnitude_every: int = 0  # epochs between weight/group magnitude histograms (magnitudes.jsonl); 0 = off
     perf: PerfSection = field(default_factory=PerfSection)
 

@@ -69,3 +69,9 @@ def model_cost(model: nn.Module, input_shape: tuple[int, ...], latency: bool = T
     if latency:
         cost["latency_ms"] = measure_latency(model, input_shape)
     return cost
+
+
+def macs_at_widths(model, widths: list[int], input_shape: tuple[int, ...]) -> int:
+    """MACs of ``model``'s architecture at other widths, counted on the meta device (no weights allocated)."""
+    with torch.device("meta"):
+        return count_macs(model.rebuild(widths), input_shape)

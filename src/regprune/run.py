@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import RunConfig
 from .data.base import DatasetSpec, ImageData
+from .engine.callbacks import Callbacks
 from .engine.loop import Accel
 from .engine.optim import OptimizerSpec
 from .engine.runner import Runner, RunState
@@ -30,7 +31,7 @@ from .regularizers.base import Regularizer
 from .tracking.record import RunRecord, provenance
 
 # keys that do not change a run's results, so changing them keeps its run id (and its folder)
-HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "fault", "latency",
+HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "callbacks", "latency",
                 "magnitude_every")
 
 
@@ -44,9 +45,11 @@ def component(node: DictConfig, key: str, **kwargs):
             cause = cause.__cause__
         if isinstance(cause, UserError):
             raise cause from None
+        nested = re.search(r"full_key: (\S+)", str(e))  # a nested _target_ node (a schedule's phase)
+        where = nested.group(1) if nested else key
         msg = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
         sep = "." if re.match(r"^[\w.]+=", msg) else ": "  # "lam=-1 must be ≥ 0" -> "regularizer.lam=-1 ..."
-        raise UserError(f"{key}{sep}{msg}") from None
+        raise UserError(f"{where}{sep}{msg}") from None
 
 
 def typed(cfg: DictConfig) -> RunConfig:
@@ -59,8 +62,10 @@ def typed(cfg: DictConfig) -> RunConfig:
         raise UserError(f"{key}: {str(e).splitlines()[0]}" if key else str(e).splitlines()[0]) from None
 
 
-def config_hash(cfg: DictConfig) -> str:
+def config_hash(cfg: DictConfig, schedule: Schedule) -> str:
+    """A hash of what decides a run's results: no bookkeeping keys, no phase the schedule skips."""
     plain = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in HASH_EXCLUDE}
+    plain["schedule"] = {k: v for k, v in plain["schedule"].items() if k not in schedule.skipped()}
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -86,9 +91,9 @@ def start_model(source: str, configured: PrunableModel) -> tuple:
     src_dir = src if src.is_dir() else src.parent
     metrics_file = src_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    keep = {k: v for k, v in metrics.items() if k.startswith(("acc_trained", "params_unpruned",
-                                                              "macs_unpruned", "flops_unpruned",
-                                                              "latency_ms_unpruned"))}
+    inherited = ("acc_trained", "val_acc_trained", "epochs_train", "epochs_total", "params_unpruned", "macs_unpruned",
+                 "flops_unpruned", "latency_ms_unpruned")
+    keep = {k: v for k, v in metrics.items() if k.startswith(inherited)}
     keep["started_from"] = str(src_dir.resolve())
     return model_from_payload(payload), keep
 
@@ -114,6 +119,7 @@ def check_compatible(regularizer, model: PrunableModel) -> None:
     except ValueError as e:
         raise UserError(f"regularizer={regularizer.name} cannot be used with model={type(model).__name__}: {e}") \
             from None
+    regularizer.detach()
 
 
 @dataclass
@@ -127,6 +133,7 @@ class Parts:
     optimizer: OptimizerSpec
     schedule: Schedule
     logger: object
+    callbacks: Callbacks
     start: tuple[PrunableModel, dict] | None  # (trained model, its metrics) with schedule.start_from
 
 
@@ -136,11 +143,12 @@ def build_parts(cfg: DictConfig) -> Parts:
     optimizer = component(cfg.optimizer, "optimizer")
     schedule = component(cfg.schedule, "schedule")
     logger = component(cfg.logger, "logger")
+    callbacks = Callbacks(component(node, f"callbacks.{name}") for name, node in cfg.get("callbacks", {}).items())
     data = dataset.load()
     model = component(cfg.model, "model", num_classes=data.num_classes, in_channels=data.in_channels)
     check_compatible(regularizer, model)
     start = start_model(schedule.start_from, model) if schedule.start_from is not None else None
-    return Parts(dataset, data, model, regularizer, optimizer, schedule, logger, start)
+    return Parts(dataset, data, model, regularizer, optimizer, schedule, logger, callbacks, start)
 
 
 def run_name(cfg: DictConfig, dataset: DatasetSpec, regularizer: Regularizer, schedule: Schedule) -> str:
@@ -150,8 +158,9 @@ def run_name(cfg: DictConfig, dataset: DatasetSpec, regularizer: Regularizer, sc
 def run_folder(cfg: DictConfig, name: str | None = None) -> Path:
     """Where the run ``cfg`` describes keeps its records (without building its model or data)."""
     settings = typed(cfg)
-    name = name or run_name(cfg, *(component(cfg[k], k) for k in ("dataset", "regularizer", "schedule")))
-    run_id = settings.run.id or f"{name}-s{settings.seed}-{config_hash(cfg)}"
+    dataset, regularizer, schedule = (component(cfg[k], k) for k in ("dataset", "regularizer", "schedule"))
+    name = name or run_name(cfg, dataset, regularizer, schedule)
+    run_id = settings.run.id or f"{name}-s{settings.seed}-{config_hash(cfg, schedule)}"
     return Path(settings.run.root) / settings.run.experiment / run_id
 
 
@@ -205,12 +214,12 @@ def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Part
     parts.logger.start(record.path, base["run_id"], OmegaConf.to_container(cfg, resolve=True),
                        group=settings.run.experiment, job_type=parts.schedule.name,
                        tags=[base["model"], base["dataset"], base["regularizer"]])
-    runner = Runner(schedule=parts.schedule, data=parts.data, dataset=parts.dataset, regularizer=parts.regularizer,
-                    optimizer=parts.optimizer, record=record, logger=parts.logger, device=device, seed=settings.seed,
+    runner = Runner(schedule=parts.schedule, data=parts.data, dataset=parts.dataset,
+                    make_regularizer=lambda: component(cfg.regularizer, "regularizer"), optimizer=parts.optimizer,
+                    record=record, logger=parts.logger, device=device, seed=settings.seed, callbacks=parts.callbacks,
                     checkpoint_every=settings.checkpoint_every, progress=settings.progress,
-                    latency=settings.latency, fault_at_step=settings.fault.at_step,
-                    fault_after_phase=settings.fault.after_phase, magnitude_every=settings.magnitude_every,
-                    accel=accel(settings, device))
+                    latency=settings.latency, magnitude_every=settings.magnitude_every, accel=accel(settings, device),
+                    check_architecture=lambda payload, path: check_same_architecture(payload, parts.model, path))
     t0 = time.perf_counter()
     try:
         runner.run(state)

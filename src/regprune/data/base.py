@@ -31,7 +31,10 @@ class DatasetSpec:
     """Base of dataset configs: loader settings shared by every dataset; subclasses implement ``load``."""
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 1000, augment: bool = True,
-                 crop_padding: int = 4, val_fraction: float = 0.0, split_seed: int = 0):
+                 crop_padding: int = 4, val_fraction: float = 0.0, split_seed: int = 0, epochs: int = 160):
+        if epochs < 1:
+            raise ValueError(f"epochs={epochs} must be ≥ 1")
+        self.epochs = epochs  # the usual length of a training phase on this dataset (schedules default to it)
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be ≥ 1, got {batch_size}, {eval_batch_size}")
         if not 0.0 <= val_fraction < 1.0:

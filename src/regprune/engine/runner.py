@@ -1,33 +1,29 @@
-"""Runs a schedule's phases on one model with per-epoch checkpoints, writing the run record."""
+"""Walks a schedule's plan of phases on one model, checkpointing after every phase (and inside training
+phases), and offers the phases what they share: batches, evaluation, the regularizer, costs, the record."""
 
 from __future__ import annotations
 
-import os
 import random
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..analysis.magnitudes import record_magnitudes
 from ..cost import model_cost
 from ..data.base import DatasetSpec, ImageData
 from ..data.loader import BatchLoader
+from ..errors import UserError
 from ..models.base import PrunableModel
-from ..pruning.compact import compact
-from ..pruning.io import model_from_payload, model_payload
-from ..pruning.masks import apply_masks, masks_from_scores
+from ..pruning.io import model_from_payload, model_from_spec, model_payload
 from ..regularizers.base import Regularizer
-from ..regularizers.criteria import valley_threshold
 from ..tracking.record import RunRecord
-from .bn_recalib import recalibrate_bn
-from .loop import Accel, NonFiniteError, evaluate, train_one_epoch
-from .optim import OptimizerSpec, lr_at, set_lr
-from .schedule import PrunePhase, RecalibrateBN, Schedule, TrainPhase
-
-METRIC_PREFIX = {"train": "acc_trained", "finetune": "acc_finetuned"}
-FAULT_EXIT_CODE = 86  # the abrupt exit of fault injection (tests of exact resume)
+from .callbacks import Callbacks
+from .loop import Accel, evaluate
+from .optim import OptimizerSpec
+from .phases.base import role
+from .schedule import TRAINED, Schedule
 
 
 def rng_states() -> dict:
@@ -51,14 +47,14 @@ def set_rng_states(states: dict) -> None:
 
 @dataclass
 class RunState:
-    """Everything a checkpoint holds: where the schedule is, the model, and what has been recorded."""
+    """Everything a checkpoint holds: where the plan is, the model, and what has been recorded."""
 
     model: PrunableModel
-    phase: int = 0  # index into schedule.phases()
+    phase: int = 0  # index into schedule.plan()
     epoch: int = 0  # epochs finished in the current phase
     step: int = 0  # optimizer steps so far (all phases)
     optimizer: dict | None = None
-    regularizer: dict = field(default_factory=dict)
+    regularizer: dict = field(default_factory=dict)  # the state of the last penalty phase's regularizer
     metrics: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
 
@@ -76,26 +72,29 @@ class RunState:
 
 
 class Runner:
-    def __init__(self, *, schedule: Schedule, data: ImageData, dataset: DatasetSpec, regularizer: Regularizer,
-                 optimizer: OptimizerSpec, record: RunRecord, logger, device: torch.device, seed: int,
-                 checkpoint_every: int = 1, progress: bool = True, latency: bool = True,
-                 fault_at_step: int | None = None, fault_after_phase: str | None = None, magnitude_every: int = 0,
-                 accel: Accel | None = None):
-        self.schedule, self.data, self.regularizer, self.optimizer_spec = schedule, data, regularizer, optimizer
-        self.record, self.logger, self.device = record, logger, device
+    def __init__(self, *, schedule: Schedule, data: ImageData, dataset: DatasetSpec,
+                 make_regularizer: Callable[[], Regularizer], optimizer: OptimizerSpec, record: RunRecord, logger,
+                 device: torch.device, seed: int, callbacks: Callbacks | None = None, checkpoint_every: int = 1,
+                 progress: bool = True, latency: bool = True, magnitude_every: int = 0, accel: Accel | None = None,
+                 check_architecture: Callable[[dict, Path], None] | None = None):
+        self.schedule, self.data, self.optimizer_spec = schedule, data, optimizer
+        self.make_regularizer = make_regularizer
+        self.record, self.logger, self.device, self.seed = record, logger, device, seed
+        self.callbacks = callbacks or Callbacks()
         self.checkpoint_every, self.progress, self.latency = checkpoint_every, progress, latency
-        self.fault_at_step, self.fault_after_phase = fault_at_step, fault_after_phase
         self.magnitude_every = magnitude_every  # epochs between magnitude histograms (0: off)
         self.accel = accel or Accel(device_type=torch.device(device).type)
+        self._check_architecture = check_architecture
         self._prepared: tuple[torch.nn.Module, torch.nn.Module] | None = None
-        stats = {"mean": data.mean, "std": data.std, "device": device, "memory_format": self.accel.memory_format}
+        self.stats = {"mean": data.mean, "std": data.std, "device": device, "memory_format": self.accel.memory_format}
         self.train_batches = BatchLoader(*data.train, dataset.batch_size, shuffle=True, drop_last=False,
                                          crop_padding=dataset.crop_padding if dataset.augment else 0,
-                                         flip=dataset.augment, seed=seed, **stats)
-        self.eval_batches = {split: BatchLoader(*getattr(data, split), dataset.eval_batch_size, **stats)
+                                         flip=dataset.augment, seed=seed, **self.stats)
+        self.eval_batch_size = dataset.eval_batch_size
+        self.eval_batches = {split: BatchLoader(*getattr(data, split), dataset.eval_batch_size, **self.stats)
                              for split in ("val", "test") if getattr(data, split) is not None}
 
-    # -- helpers -----------------------------------------------------------------------------------
+    # -- services for the phases -------------------------------------------------------------------
     def forward_module(self, model: PrunableModel) -> torch.nn.Module:
         """What runs ``model``'s forward passes under the perf settings (compiled once per model)."""
         if self._prepared is None or self._prepared[0] is not model:
@@ -109,6 +108,28 @@ class Runner:
             out[f"{split}_acc"], out[f"{split}_loss"] = r["acc"], r["loss"]
         return out
 
+    def held_out(self, images: int = 0) -> BatchLoader:
+        """Batches over the validation split, its first ``images`` only when given (0: all)."""
+        x, y = self.data.val
+        n = images or len(y)
+        return BatchLoader(x[:n], y[:n], self.eval_batch_size, **self.stats)
+
+    def regularizer(self, model: PrunableModel, state: dict | None = None) -> Regularizer:
+        """A fresh regularizer attached to ``model`` (with ``state`` loaded, to continue a penalty phase)."""
+        reg = self.make_regularizer()
+        reg.attach(model)
+        if state:
+            reg.load_state_dict(state)
+        return reg
+
+    def fresh_model(self, spec: dict) -> PrunableModel:
+        """The architecture ``spec`` describes, randomly initialised, on the run's device."""
+        return model_from_spec(spec).to(self.device)
+
+    def check_architecture(self, payload: dict, path: Path) -> None:
+        if self._check_architecture is not None:
+            self._check_architecture(payload, path)
+
     def cost(self, model: PrunableModel, suffix: str = "") -> dict:
         return {f"{k}{suffix}": v for k, v in model_cost(model, self.data.input_shape, self.latency).items()}
 
@@ -116,28 +137,25 @@ class Runner:
         self.record.save("ckpt.pt", state.to_checkpoint())
         self.record.write_history(state.history)
 
-    # -- phases ------------------------------------------------------------------------------------
+    def log_gamma_histogram(self, model: PrunableModel, name: str, step: int) -> None:
+        gates = [m.weight.detach().abs().flatten().cpu() for m in model.gate_modules().values()]
+        if gates:
+            self.logger.histogram(f"{name}/gamma_abs", torch.cat(gates), step=step)
+
+    # -- the plan ----------------------------------------------------------------------------------
     def run(self, state: RunState) -> RunState:
         state.model.to(self.device)
         if not state.metrics.get("params_unpruned"):
             state.metrics.update(self.cost(state.model, "_unpruned"))
-        phases = self.schedule.phases()
-        for index in range(state.phase, len(phases)):
-            name, settings = phases[index]
-            if isinstance(settings, TrainPhase):
-                self.train_phase(name, settings, state)
-            elif isinstance(settings, PrunePhase):
-                self.prune_phase(settings, state)
-            elif isinstance(settings, RecalibrateBN):
-                self.train_batches.set_epoch(len(state.history))
-                # through the prepared module: the same weight layout (and kernels) as training and evaluation,
-                # whether the model comes from the previous phase or from a checkpoint
-                recalibrate_bn(self.forward_module(state.model), self.train_batches, settings.batches)
-                state.metrics["acc_recalibrated"] = self.evaluate(state.model)["test_acc"]
-            if name == self.fault_after_phase:
-                os._exit(FAULT_EXIT_CODE)  # the phase's work is done, its checkpoint not yet written
+        plan = self.schedule.plan()
+        if state.phase > len(plan):
+            raise UserError(f"the checkpoint is at phase {state.phase}, but the schedule has {len(plan)} phases")
+        for index in range(state.phase, len(plan)):
+            name, phase = plan[index]
+            phase.run(self, state, name)
+            self.callbacks.on_phase_end(name)
             state.phase, state.epoch, state.optimizer = index + 1, 0, None
-            if name == "train":
+            if role(name) == TRAINED:
                 self.record.save("trained.pt", model_payload(state.model))
             self.checkpoint(state)
         state.metrics.update(self.cost(state.model))
@@ -146,99 +164,3 @@ class Runner:
             state.metrics["params_reduction"] = 1.0 - state.metrics["params"] / state.metrics["params_unpruned"]
         self.record.save("model.pt", model_payload(state.model))
         return state
-
-    def train_phase(self, name: str, phase: TrainPhase, state: RunState) -> None:
-        model = state.model
-        forward = self.forward_module(model)  # weights in the perf layout before the optimizer sees them
-        precision = self.accel.precision()
-        reg = self.regularizer if phase.penalty else None
-        if reg is not None:
-            reg.attach(model)
-            if state.regularizer:
-                reg.load_state_dict(state.regularizer)
-        optimizer = self.optimizer_spec.build(model)
-        if state.optimizer is not None:
-            optimizer.load_state_dict(state.optimizer)
-        base_lr = phase.lr if phase.lr is not None else self.optimizer_spec.lr
-        prefix = METRIC_PREFIX.get(name, f"acc_{name}")
-        for epoch in range(state.epoch, phase.epochs):
-            t0 = time.perf_counter()
-            lr = lr_at(epoch, phase.epochs, base_lr, phase.lr_schedule, phase.milestones, phase.lr_gamma)
-            set_lr(optimizer, lr)
-            self.train_batches.set_epoch(len(state.history))
-            batches = self.batches_until_fault(state.step)
-            train, state.step = train_one_epoch(forward, batches, optimizer, reg, epoch=epoch, step=state.step,
-                                                precision=precision, progress=self.progress,
-                                                desc=f"{name} {epoch + 1}/{phase.epochs}")
-            self.check_finite(model, name, epoch)
-            row = {"phase": name, "epoch": epoch + 1, "lr": lr, "train_loss": train["loss"],
-                   "train_acc": train["acc"], **self.evaluate(model),
-                   "penalty": float(reg.penalty().detach()) if reg is not None else 0.0,
-                   **(reg.epoch_stats() if reg is not None else {}), "epoch_time_s": time.perf_counter() - t0}
-            if self.magnitude_every and (epoch + 1) % self.magnitude_every == 0:
-                row.update(record_magnitudes(self.record, self.logger, model, name, epoch + 1, state.step))
-            state.history.append(row)
-            self.logger.log({f"{name}/{k}": v for k, v in row.items() if k != "phase"}, step=state.step)
-            state.epoch = epoch + 1
-            state.optimizer = optimizer.state_dict()
-            state.regularizer = reg.state_dict() if reg is not None else {}
-            if reg is not None and reg.finished():
-                break
-            if state.epoch % self.checkpoint_every == 0 and state.epoch < phase.epochs:
-                self.checkpoint(state)
-        gates = [m.weight.detach().abs().flatten().cpu() for m in model.gate_modules().values()]
-        if gates:
-            self.logger.histogram(f"{name}/gamma_abs", torch.cat(gates), step=state.step)
-        rows = [r for r in state.history if r["phase"] == name]
-        if rows:
-            state.metrics[f"{prefix}_final"] = rows[-1]["test_acc"]
-            state.metrics[f"{prefix}_best"] = max(r["test_acc"] for r in rows)
-            if "val_acc" in rows[-1]:
-                best_val = max(rows, key=lambda r: r["val_acc"])
-                state.metrics[f"{prefix}_at_best_val"] = best_val["test_acc"]
-        else:
-            state.metrics[f"{prefix}_final"] = state.metrics[f"{prefix}_best"] = self.evaluate(model)["test_acc"]
-
-    def prune_phase(self, phase: PrunePhase, state: RunState) -> None:
-        model = state.model
-        scores = self.regularizer.channel_scores(model)
-        criterion = phase.criterion if phase.criterion != "auto" else getattr(self.regularizer, "criterion",
-                                                                              "percentile")
-        threshold = None  # percentile: from phase.ratio
-        if criterion == "threshold":
-            threshold = phase.threshold
-        elif criterion == "valley":  # polarization: the valley of the score histogram
-            threshold = valley_threshold(scores)
-        result = masks_from_scores(scores, phase.ratio, phase.scope, phase.min_channels, phase.on_empty,
-                                   threshold=threshold)
-        apply_masks(model, result.masks)
-        masked_acc = self.evaluate(model)["test_acc"]
-        state.model = compact(model, result.masks)
-        kept = result.kept()
-        state.metrics.update({
-            "acc_pruned": self.evaluate(state.model)["test_acc"], "acc_pruned_masked": masked_acc,
-            "prune_ratio": phase.ratio, "prune_criterion": criterion, "prune_threshold": result.threshold,
-            "channels_pruned_ratio": result.pruned_ratio(), "kept_channels": kept,
-            "total_channels": {k: int(m.numel()) for k, m in result.masks.items()},
-            "channels_topped_up": result.topped_up,
-        })
-        self.logger.table("kept_channels", ["layer", "kept", "total"],
-                          [[k, v, state.metrics["total_channels"][k]] for k, v in kept.items()])
-
-    def batches_until_fault(self, step: int):
-        """The training batches; with fault injection, the process dies abruptly at the given step."""
-        if self.fault_at_step is None:
-            return self.train_batches
-        return self._faulty(step)
-
-    def _faulty(self, step: int):
-        for i, batch in enumerate(self.train_batches):
-            if step + i == self.fault_at_step:
-                os._exit(FAULT_EXIT_CODE)
-            yield batch
-
-    @staticmethod
-    def check_finite(model: PrunableModel, phase: str, epoch: int) -> None:
-        for name, p in model.named_parameters():
-            if not torch.isfinite(p).all():
-                raise NonFiniteError(f"non-finite values in {name} after {phase} epoch {epoch + 1}")

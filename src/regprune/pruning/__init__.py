@@ -1,6 +1,9 @@
 from .compact import compact
+from .criteria import CRITERIA, Percentile, Threshold, Valley, build_criterion, select, valley_threshold
+from .importance import IMPORTANCES, BNScale, Importance, WeightNorm, build_importance
 from .io import load_pruned, model_from_payload, model_payload
-from .masks import PruneResult, apply_masks, group_scores, masks_from_scores
+from .masks import PruneResult, apply_masks, guard, widths_after
 
-__all__ = ["PruneResult", "apply_masks", "compact", "group_scores", "load_pruned", "masks_from_scores",
-           "model_from_payload", "model_payload"]
+__all__ = ["CRITERIA", "IMPORTANCES", "BNScale", "Importance", "Percentile", "PruneResult", "Threshold", "Valley",
+           "WeightNorm", "apply_masks", "build_criterion", "build_importance", "compact", "guard", "load_pruned",
+           "model_from_payload", "model_payload", "select", "valley_threshold", "widths_after"]

@@ -15,12 +15,16 @@ def model_payload(model: PrunableModel) -> dict:
     return {"spec": model.spec(), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
-def model_from_payload(payload: dict) -> PrunableModel:
-    spec = payload["spec"]
+def model_from_spec(spec: dict) -> PrunableModel:
+    """The architecture a spec describes (class and widths), freshly initialised."""
     module, _, cls = spec["class"].rpartition(".")
     if not module.startswith("regprune."):
         raise UserError(f"refusing to build model class {spec['class']!r} outside regprune")
-    model = getattr(importlib.import_module(module), cls)(**spec["kwargs"])
+    return getattr(importlib.import_module(module), cls)(**spec["kwargs"])
+
+
+def model_from_payload(payload: dict) -> PrunableModel:
+    model = model_from_spec(payload["spec"])
     model.load_state_dict(payload["state_dict"], strict=True)
     return model
 

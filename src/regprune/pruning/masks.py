@@ -1,26 +1,31 @@
-"""Channel masks from BN scale factors: global percentile or per-layer ratio, with an empty-layer guard.
+"""Masks: which channels of each group survive, the guards every criterion shares, and masking.
 
-Scores are |γ| of each group's gate BNs (the mean over gates when a group has several, as for a
-coupled residual stream). Following NS (papers.md §3, §6), a channel survives only if its score is
-strictly above the threshold; a layer that would lose every channel is either an error or is
-topped up to ``min_channels`` of its best channels, and the record says so.
+Guards (docs/methods.md, "Pruning"): a layer may lose at most ``max_layer_ratio`` of its channels in one
+pruning step (Network Slimming's multi-pass cap), and a layer left with fewer than ``min_channels`` is an
+error or is topped up with its best channels (``on_empty=keep_min``); the record says which layers a guard
+changed, so nothing is pruned less than asked without saying so.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 from ..errors import UserError
-from ..models.base import ChannelGroup, PrunableModel
+from ..models.base import PrunableModel
+
+ON_EMPTY = ("error", "keep_min")
 
 
 @dataclass
 class PruneResult:
     masks: dict[str, torch.Tensor]  # group name -> bool mask over its channels
     threshold: float | None
-    topped_up: dict[str, int] = field(default_factory=dict)  # group -> channels kept only by the guard
+    topped_up: dict[str, int] = field(default_factory=dict)  # group -> channels kept only by the min guard
+    capped: dict[str, int] = field(default_factory=dict)  # group -> channels kept only by max_layer_ratio
+    ratio: float | None = None  # the percentile ratio a FLOPs target was met with
 
     def kept(self) -> dict[str, int]:
         return {k: int(m.sum()) for k, m in self.masks.items()}
@@ -30,52 +35,33 @@ class PruneResult:
         return 1.0 - sum(self.kept().values()) / total
 
 
-def group_scores(model: PrunableModel, groups: list[ChannelGroup] | None = None) -> dict[str, torch.Tensor]:
-    """|γ| per channel of every prunable group (averaged over a group's gates)."""
-    modules = dict(model.named_modules())
-    groups = model.channel_groups() if groups is None else groups
-    return {g.name: torch.stack([modules[b].weight.detach()[model.gate_index(g, b)].abs().float().cpu()
-                                 for b in g.gates]).mean(0)
-            for g in groups}
+def keep_best(mask: torch.Tensor, scores: torch.Tensor, need: int) -> int:
+    """Set the ``need`` best-scored channels of ``mask`` on; returns how many were off."""
+    best = scores.argsort(descending=True, stable=True)[:need]
+    added = int((~mask[best]).sum())
+    mask[best] = True
+    return added
 
 
-def masks_from_scores(scores: dict[str, torch.Tensor], ratio: float, scope: str = "global",
-                      min_channels: int = 1, on_empty: str = "error",
-                      threshold: float | None = None) -> PruneResult:
-    """Keep channels whose score is strictly above a threshold.
-
-    scope="global": one threshold, the ``ratio`` quantile of all scores (NS).
-    scope="layer":  each group drops its own ``ratio`` share of lowest-scored channels.
-    ``threshold`` (optional) overrides the ratio with a fixed global value (e.g. zero detection).
-    """
-    if not 0.0 <= ratio < 1.0:
-        raise UserError(f"schedule.prune.ratio={ratio} is outside [0, 1)")
-    if scope not in ("global", "layer"):
-        raise UserError(f"schedule.prune.scope={scope!r}: choose global or layer")
-    if on_empty not in ("error", "keep_min"):
-        raise UserError(f"schedule.prune.on_empty={on_empty!r}: choose error or keep_min")
-    if threshold is None and scope == "global":
-        flat = torch.cat(list(scores.values())).sort().values
-        # NS: sort all |γ| and take the value at index ⌊N·ratio⌋ (ratio 0 keeps everything)
-        threshold = float(flat[int(len(flat) * ratio)]) if ratio > 0 else -1.0
-    masks, topped = {}, {}
-    for name, s in scores.items():
-        if threshold is not None:
-            mask = s > threshold
-        else:
-            n_drop = int(len(s) * ratio)
-            mask = torch.ones_like(s, dtype=torch.bool)
-            mask[s.argsort()[:n_drop]] = False
+def guard(masks: dict[str, torch.Tensor], scores: dict[str, torch.Tensor], threshold: float | None,
+          min_channels: int = 1, on_empty: str = "error", max_layer_ratio: float | None = None) -> PruneResult:
+    if on_empty not in ON_EMPTY:
+        raise UserError(f"schedule.prune.on_empty={on_empty!r}: choose from {list(ON_EMPTY)}")
+    result = PruneResult(masks={}, threshold=threshold)
+    for name, mask in masks.items():
+        s, mask = scores[name], mask.clone()
+        if max_layer_ratio is not None:
+            keep = math.ceil(len(s) * (1 - max_layer_ratio))
+            if int(mask.sum()) < keep:
+                result.capped[name] = keep_best(mask, s, keep)
         need = min(min_channels, len(s))
         if int(mask.sum()) < need:
             if on_empty == "error":
                 raise UserError(f"pruning would leave {int(mask.sum())} channel(s) in {name} (minimum "
                                 f"{need}); lower schedule.prune.ratio or set schedule.prune.on_empty=keep_min")
-            best = s.argsort(descending=True)[:need]
-            topped[name] = need - int(mask.sum())
-            mask[best] = True
-        masks[name] = mask
-    return PruneResult(masks=masks, threshold=threshold, topped_up=topped)
+            result.topped_up[name] = keep_best(mask, s, need)
+        result.masks[name] = mask
+    return result
 
 
 @torch.no_grad()
@@ -88,3 +74,11 @@ def apply_masks(model: PrunableModel, masks: dict[str, torch.Tensor]) -> None:
             drop = model.gate_index(g, b)[~keep]
             modules[b].weight[drop] = 0
             modules[b].bias[drop] = 0
+
+
+def widths_after(model: PrunableModel, masks: dict[str, torch.Tensor]) -> list[int]:
+    """The model's widths once ``masks`` are compacted."""
+    widths = list(model.widths)
+    for g in model.channel_groups():
+        widths[g.width] = int(masks[g.name].sum())
+    return widths

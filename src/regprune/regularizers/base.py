@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..models.base import PrunableModel
-from ..pruning.masks import group_scores
+from ..pruning.importance import BNScale, Importance
 
 UPDATES = ("subgradient", "prox")
 
@@ -27,6 +27,7 @@ def checked_update(update: str, allowed: tuple[str, ...] = UPDATES, why: str = "
 class Regularizer:
     name = "none"
     in_loss = False  # True: penalty() is added to the loss and differentiated by autograd
+    criterion = "percentile"  # default prune criterion (a name in regprune.pruning.criteria.CRITERIA)
 
     def __init__(self, lam: float = 0.0):
         if not lam >= 0:
@@ -36,6 +37,9 @@ class Regularizer:
 
     def attach(self, model: PrunableModel) -> None:
         self.model = model
+
+    def detach(self) -> None:
+        """Undo what ``attach`` hooked into the model (forward hooks); the regularizer is not used after."""
 
     def penalty(self) -> torch.Tensor:
         """The penalty's value (differentiable where the penalty is)."""
@@ -58,9 +62,9 @@ class Regularizer:
         """Extra per-epoch numbers for history.csv and the logger (e.g. the share of groups in a branch)."""
         return {}
 
-    def channel_scores(self, model: PrunableModel) -> dict[str, torch.Tensor]:
-        """Per-channel importance used by the pruning criterion; default |γ| of the group's gates."""
-        return group_scores(model)
+    def importance(self) -> Importance:
+        """The default importance for pruning after this penalty: |γ| of each group's gate BNs."""
+        return BNScale()
 
     def state_dict(self) -> dict:
         return {}

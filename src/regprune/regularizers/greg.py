@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..models.base import PrunableModel
+from ..pruning.importance import Importance, Scores
 from .groups import GroupPenalty, group_scores
 
 
@@ -75,12 +76,8 @@ class GrowingL2(GroupPenalty):
         if self.iteration % self.every == 0 and self.current < self.lam:
             self.current = min(self.current + self.delta, self.lam)
 
-    def channel_scores(self, model: PrunableModel) -> dict[str, torch.Tensor]:
-        scores = super().channel_scores(model)
-        selected = self.selected if self.selected is not None else self.select(model)
-        for k, idx in selected.items():
-            scores[k][idx] = 0.0
-        return scores
+    def importance(self) -> Importance:
+        return SelectedFilters(self)
 
     def state_dict(self) -> dict:
         return {"lam": self.current, "iteration": self.iteration, "selected": self.selected}
@@ -89,3 +86,19 @@ class GrowingL2(GroupPenalty):
         if state:
             self.current, self.iteration = float(state["lam"]), int(state["iteration"])
             self.selected = {k: list(v) for k, v in state["selected"].items()}
+
+
+class SelectedFilters(Importance):
+    """GReg's own importance: the filter norms, with the filters selected for removal scored 0."""
+
+    name = "greg_selected"
+
+    def __init__(self, greg: GrowingL2):
+        self.greg = greg
+
+    def __call__(self, model: PrunableModel) -> Scores:
+        scores = GroupPenalty.importance(self.greg)(model)
+        selected = self.greg.selected if self.greg.selected is not None else self.greg.select(model)
+        for k, idx in selected.items():
+            scores[k][idx] = 0.0
+        return scores

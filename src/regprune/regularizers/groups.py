@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..models.base import PrunableModel
+from ..pruning.importance import WeightNorm
 from . import penalties as P
 from .base import Regularizer
 
@@ -161,5 +162,5 @@ class GroupPenalty(Regularizer):
                 dm = P.smooth_abs_grad(w, self.smooth) if self.norm == "l1" else w
                 grad_of(w).add_(dm * expand(c, w, d))
 
-    def channel_scores(self, model: PrunableModel) -> dict[str, torch.Tensor]:
-        return group_scores(model, self.groups, self.exclude_first, self.score, self.bn)
+    def importance(self) -> WeightNorm:
+        return WeightNorm(self.groups, self.score, self.exclude_first, self.bn)

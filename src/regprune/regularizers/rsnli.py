@@ -64,6 +64,9 @@ class CostWeightedL1(BNRegularizer):
             self._out_hw[name] = output.shape[2:].numel()
         return hook
 
+    def detach(self) -> None:
+        self._remove_hooks()
+
     def _remove_hooks(self) -> None:
         for h in self._hooks:
             h.remove()

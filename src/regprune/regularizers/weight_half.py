@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from ..models.base import PrunableModel
+from ..pruning.importance import WeightNorm
 from . import penalties as P
 from . import prox
 from .base import Regularizer
-from .groups import GROUPINGS, SCORES, WEIGHT_TYPES, group_scores
+from .groups import GROUPINGS, SCORES, WEIGHT_TYPES
 
 
 class WeightLHalf(Regularizer):
@@ -48,5 +49,5 @@ class WeightLHalf(Regularizer):
             new = op(self.flat(), lr * self.lam).split(self.sizes)
             torch._foreach_copy_(self.weights, [v.view_as(w) for v, w in zip(new, self.weights, strict=True)])
 
-    def channel_scores(self, model: PrunableModel) -> dict[str, torch.Tensor]:
-        return group_scores(model, self.groups, False, self.score)
+    def importance(self) -> WeightNorm:
+        return WeightNorm(self.groups, self.score)

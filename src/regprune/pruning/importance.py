@@ -1,0 +1,72 @@
+"""Importance: one score per channel of every prunable group (higher = more important).
+
+An importance is a callable ``model -> {group name: scores}``; criteria (``pruning.criteria``) turn scores into
+masks. A regularizer names its default importance (``Regularizer.importance()``); ``schedule.prune.importance``
+picks another from ``IMPORTANCES`` by name.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from ..errors import UserError
+from ..models.base import PrunableModel
+
+Scores = dict[str, torch.Tensor]
+
+
+class Importance:
+    name = "importance"
+
+    def __call__(self, model: PrunableModel) -> Scores:
+        raise NotImplementedError
+
+
+class BNScale(Importance):
+    """|γ| of each group's gate BNs, averaged over the gates when a group has several (a coupled stream)."""
+
+    name = "bn_gamma"
+
+    @torch.no_grad()
+    def __call__(self, model: PrunableModel) -> Scores:
+        modules = dict(model.named_modules())
+        return {g.name: torch.stack([modules[b].weight.detach()[model.gate_index(g, b)].abs().float().cpu()
+                                     for b in g.gates]).mean(0)
+                for g in model.channel_groups()}
+
+
+class WeightNorm(Importance):
+    """A norm of the weights each channel owns (docs/methods.md, "Weight groups"): ``grouping`` filters (its
+    producers' dim-0 slices), channels (its consumers' dim-1 slices) or oic (both); ``norm`` l1 | l2 | max;
+    ``exclude_first`` scores the groups the first conv produces +inf (never pruned); ``bn`` adds the gate
+    BN's γ and β of the channel to its group."""
+
+    def __init__(self, grouping: str = "filters", norm: str = "l2", exclude_first: bool = False, bn: bool = False):
+        self.grouping, self.norm, self.exclude_first, self.bn = grouping, norm, exclude_first, bn
+        self.name = f"{grouping}_{norm}"
+
+    def __call__(self, model: PrunableModel) -> Scores:
+        from ..regularizers.groups import group_scores  # penalties and importance share the weight groups
+
+        return group_scores(model, self.grouping, self.exclude_first, self.norm, self.bn)
+
+
+IMPORTANCES = {
+    "bn_gamma": BNScale,
+    "filter_l1": partial(WeightNorm, "filters", "l1"),
+    "filter_l2": partial(WeightNorm, "filters", "l2"),
+    "channel_l2": partial(WeightNorm, "channels", "l2"),
+    "oic_l2": partial(WeightNorm, "oic", "l2"),
+}
+
+
+def register_importance(name: str, factory) -> None:
+    IMPORTANCES[name] = factory
+
+
+def build_importance(name: str) -> Importance:
+    if name not in IMPORTANCES:
+        raise UserError(f"schedule.prune.importance={name!r}: choose auto or one of {sorted(IMPORTANCES)}")
+    return IMPORTANCES[name]()
