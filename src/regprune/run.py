@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import RunConfig
-from .data.base import DatasetSpec, ImageData
+from .data.base import DatasetSpec, Loaders
 from .engine.loop import Accel
 from .engine.optim import OptimizerSpec
 from .engine.runner import Runner, RunState
@@ -121,7 +121,8 @@ class Parts:
     """The instantiated components of one run."""
 
     dataset: DatasetSpec
-    data: ImageData
+    data: Loaders
+    accel: Accel
     model: PrunableModel
     regularizer: Regularizer
     optimizer: OptimizerSpec
@@ -130,17 +131,18 @@ class Parts:
     start: tuple[PrunableModel, dict] | None  # (trained model, its metrics) with schedule.start_from
 
 
-def build_parts(cfg: DictConfig) -> Parts:
+def build_parts(cfg: DictConfig, settings: RunConfig, device: torch.device) -> Parts:
     dataset = component(cfg.dataset, "dataset")
     regularizer = component(cfg.regularizer, "regularizer")
     optimizer = component(cfg.optimizer, "optimizer")
     schedule = component(cfg.schedule, "schedule")
     logger = component(cfg.logger, "logger")
-    data = dataset.load()
+    perf = accel(settings, device)
+    data = dataset.loaders(device, settings.seed, perf.memory_format)
     model = component(cfg.model, "model", num_classes=data.num_classes, in_channels=data.in_channels)
     check_compatible(regularizer, model)
     start = start_model(schedule.start_from, model) if schedule.start_from is not None else None
-    return Parts(dataset, data, model, regularizer, optimizer, schedule, logger, start)
+    return Parts(dataset, data, perf, model, regularizer, optimizer, schedule, logger, start)
 
 
 def run_name(cfg: DictConfig, dataset: DatasetSpec, regularizer: Regularizer, schedule: Schedule) -> str:
@@ -162,7 +164,7 @@ def run(cfg: DictConfig) -> dict:
         torch.set_num_threads(settings.threads)
     seed_everything(settings.seed)
     device = resolve_device(settings.device)
-    parts = build_parts(cfg)
+    parts = build_parts(cfg, settings, device)
     name = run_name(cfg, parts.dataset, parts.regularizer, parts.schedule)
     folder = run_folder(cfg, name)
     record = RunRecord.open(folder.parent.parent, folder.parent.name, folder.name, settings.resume)
@@ -205,12 +207,12 @@ def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Part
     parts.logger.start(record.path, base["run_id"], OmegaConf.to_container(cfg, resolve=True),
                        group=settings.run.experiment, job_type=parts.schedule.name,
                        tags=[base["model"], base["dataset"], base["regularizer"]])
-    runner = Runner(schedule=parts.schedule, data=parts.data, dataset=parts.dataset, regularizer=parts.regularizer,
-                    optimizer=parts.optimizer, record=record, logger=parts.logger, device=device, seed=settings.seed,
+    runner = Runner(schedule=parts.schedule, data=parts.data, regularizer=parts.regularizer,
+                    optimizer=parts.optimizer, record=record, logger=parts.logger, device=device,
                     checkpoint_every=settings.checkpoint_every, progress=settings.progress,
                     latency=settings.latency, fault_at_step=settings.fault.at_step,
                     fault_after_phase=settings.fault.after_phase, magnitude_every=settings.magnitude_every,
-                    accel=accel(settings, device))
+                    accel=parts.accel)
     t0 = time.perf_counter()
     try:
         runner.run(state)

@@ -12,8 +12,7 @@ import torch
 
 from ..analysis.magnitudes import record_magnitudes
 from ..cost import model_cost
-from ..data.base import DatasetSpec, ImageData
-from ..data.loader import BatchLoader
+from ..data.base import Loaders
 from ..models.base import PrunableModel
 from ..pruning.compact import compact
 from ..pruning.io import model_from_payload, model_payload
@@ -76,8 +75,8 @@ class RunState:
 
 
 class Runner:
-    def __init__(self, *, schedule: Schedule, data: ImageData, dataset: DatasetSpec, regularizer: Regularizer,
-                 optimizer: OptimizerSpec, record: RunRecord, logger, device: torch.device, seed: int,
+    def __init__(self, *, schedule: Schedule, data: Loaders, regularizer: Regularizer,
+                 optimizer: OptimizerSpec, record: RunRecord, logger, device: torch.device,
                  checkpoint_every: int = 1, progress: bool = True, latency: bool = True,
                  fault_at_step: int | None = None, fault_after_phase: str | None = None, magnitude_every: int = 0,
                  accel: Accel | None = None):
@@ -88,12 +87,9 @@ class Runner:
         self.magnitude_every = magnitude_every  # epochs between magnitude histograms (0: off)
         self.accel = accel or Accel(device_type=torch.device(device).type)
         self._prepared: tuple[torch.nn.Module, torch.nn.Module] | None = None
-        stats = {"mean": data.mean, "std": data.std, "device": device, "memory_format": self.accel.memory_format}
-        self.train_batches = BatchLoader(*data.train, dataset.batch_size, shuffle=True, drop_last=False,
-                                         crop_padding=dataset.crop_padding if dataset.augment else 0,
-                                         flip=dataset.augment, seed=seed, **stats)
-        self.eval_batches = {split: BatchLoader(*getattr(data, split), dataset.eval_batch_size, **stats)
-                             for split in ("val", "test") if getattr(data, split) is not None}
+        self.train_batches = data.train
+        self.eval_batches = {split: batches for split, batches in (("val", data.val), ("test", data.test))
+                             if batches is not None}
 
     # -- helpers -----------------------------------------------------------------------------------
     def forward_module(self, model: PrunableModel) -> torch.nn.Module:
