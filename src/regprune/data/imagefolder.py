@@ -11,6 +11,7 @@ training classes in sorted order; a test folder may hold a subset of them. Batch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -64,11 +65,13 @@ class ImageFolderData(DatasetSpec):
 
     def __init__(self, root: str | None = None, name: str = "imagefolder", train_dir: str = "train",
                  test_dir: str = "val", test_fraction: float = 0.0, image_size: int = 224,
-                 resize_size: int | None = None, workers: int = 8, mean: list[float] = IMAGENET_MEAN,
-                 std: list[float] = IMAGENET_STD, **loader):
+                 resize_size: int | None = None, workers: int = 8, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, **loader):
         super().__init__(**loader)
-        if image_size < 1 or (resize_size is not None and resize_size < image_size):
-            raise ValueError(f"image_size={image_size} must be ≥ 1 and resize_size={resize_size} ≥ image_size")
+        if image_size < 1:
+            raise ValueError(f"image_size={image_size} must be ≥ 1")
+        if resize_size is not None and resize_size < image_size:
+            raise ValueError(f"resize_size={resize_size} must be ≥ image_size ({image_size})")
         if not 0.0 <= test_fraction < 1.0:
             raise ValueError(f"test_fraction={test_fraction} is outside [0, 1)")
         if workers < 0:
