@@ -155,6 +155,19 @@ def test_reference_tables_are_transcribed():
     assert counts.set_index("model").macs.to_dict() == {"vgg16": 313.2e6, "resnet56": 125.5e6, "vgg19": 3.98e8}
 
 
+def test_imagenet_resnet50_references_name_their_source():
+    table = pd.read_csv(REFERENCE / "imagenet_resnet50.csv")
+    assert set(table.method) == {"ns", "sss", "gdp", "resrep", "oto"} and table.source.notna().all()
+    refs = load_references(REFERENCE)
+    rows = refs[refs.source == "imagenet_resnet50"]
+    final = rows[rows.metric == "acc_final"].groupby("method").paper.apply(sorted).to_dict()
+    assert final == {"gdp": [69.58, 71.19], "ns": [70.43], "oto": [75.2], "resrep": [76.15], "sss": [71.82, 74.18]}
+    one = rows.set_index(["method", "metric"]).paper
+    assert one["resrep", "flops_reduction"] == pytest.approx(0.545) and one["resrep", "baseline_acc"] == 76.15
+    assert one["oto", "params"] == pytest.approx(12_626_516) and one["oto", "macs"] == pytest.approx(1.57471e9)
+    assert rows.ratio.isna().all()  # these methods are not pruned at a channel ratio: any of ours compares
+
+
 def _summary_row(**kw) -> dict:
     row = {"model": "vgg19", "dataset": "cifar10", "regularizer": "l1", "lam": 1e-4, "schedule": "ns",
            "prune_ratio": 0.7, "setting": "s", "n_seeds": 3, "acc_final_mean": 93.5, "acc_final_std": 0.2,

@@ -13,7 +13,7 @@ import torch
 
 from conftest import compose, train
 from regprune.data import Cifar10, Cifar100
-from regprune.data.cifar import REPO_DATA, default_root
+from regprune.data.base import REPO_DATA, default_root
 from regprune.errors import UserError
 
 PER_FILE = 4  # images per fake file

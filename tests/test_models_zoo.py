@@ -7,6 +7,8 @@ not parameters, and are NOT counted (NS's README counts them: PreResNet-164 1,71
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -20,8 +22,8 @@ from regprune.models.resnet import ResNet
 from regprune.pruning import apply_masks, compact
 from regprune.pruning.io import load_pruned, model_from_payload, model_payload
 
-ZOO = ["resnet20", "resnet56", "resnet110", "preresnet164", "densenet40"]
 MODES = ["inside_blocks", "coupled"]
+ZOO = sorted(n for n in MODELS if "prune_mode" in inspect.signature(MODELS[n]).parameters)  # every family with modes
 
 # Network Slimming Table 1 baselines (papers.md §3): (model, options, classes, params, FLOPs = 2 × MACs)
 NS_TABLE1 = [
@@ -116,10 +118,12 @@ def test_macs_equal_flop_counter(name):
         assert count_macs(model, (3, 32, 32)) == flop_counter_macs(model)
 
 
-@pytest.mark.parametrize("name,depth", [("resnet20", 20), ("preresnet164", 20), ("densenet40", 13)])
+@pytest.mark.parametrize("name,small", [("resnet20", {"depth": 20}), ("preresnet164", {"depth": 20}),
+                                        ("densenet40", {"depth": 13}), ("resnet50", {"layers": [1, 1, 1, 1]}),
+                                        ("mobilenet_v2", {})])
 @pytest.mark.parametrize("mode", MODES)
-def test_pruned_macs_equal_flop_counter_and_payload_round_trip(name, depth, mode):
-    model = build_model(name, num_classes=10, in_channels=3, depth=depth, prune_mode=mode)
+def test_pruned_macs_equal_flop_counter_and_payload_round_trip(name, small, mode):
+    model = build_model(name, num_classes=10, in_channels=3, prune_mode=mode, **small)
     masks = random_masks(model, 0.5, torch.Generator().manual_seed(0))
     apply_masks(model, masks)
     small = compact(model, masks)
@@ -128,6 +132,14 @@ def test_pruned_macs_equal_flop_counter_and_payload_round_trip(name, depth, mode
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), small.eval()(x), rtol=0, atol=0)
+
+
+# per family, the BNs that inside_blocks leaves alone (families not listed gate every BN in both modes)
+UNGATED_INSIDE_BLOCKS = {
+    "ResNet": lambda bn: not bn.endswith(".bn1"),  # CIFAR ResNet: the stem and every block's second BN
+    "BottleneckResNet": lambda bn: bn == "bn1" or bn.endswith((".bn3", ".downsample.1")),
+    "MobileNetV2": lambda bn: bn.endswith((".conv.2", ".conv.3")),  # the projection BNs
+}
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -139,9 +151,10 @@ def test_groups_name_real_modules_and_gates_cover_the_penalised_bns(name, mode):
         for m in (*g.gates, *g.out, *g.inp, *g.select, *(m for m, _ in g.offsets)):
             assert m in modules, f"{name}/{mode}: group {g.name} names missing module {m}"
     bns = {n for n, m in modules.items() if isinstance(m, torch.nn.BatchNorm2d)}
-    if name.startswith("resnet") and mode == "inside_blocks":  # only the blocks' first BNs prune
-        assert set(model.gate_modules()) == {n for n in bns if n.endswith(".bn1")}
-    else:  # NS penalises and thresholds every BN
+    ungated = UNGATED_INSIDE_BLOCKS.get(type(model).__name__) if mode == "inside_blocks" else None
+    if ungated is not None:  # BNs writing the stream (or an ImageNet ResNet's stem) are not pruned
+        assert set(model.gate_modules()) == {n for n in bns if not ungated(n)}
+    else:  # NS (and coupled mode) penalises and thresholds every BN
         assert set(model.gate_modules()) == bns
 
 
@@ -162,6 +175,42 @@ def test_inside_blocks_keeps_the_stream_full_width(name, stream):
             full_bn = getattr(full[n], "bn1", None) or full[n].bn
             assert bn.num_features == full_bn.num_features >= sel.index.numel()
         assert any(sel.index.numel() < bn.num_features for _, bn, sel in pairs)
+
+
+@pytest.mark.parametrize("name,params,macs", [("resnet50", 25_557_032, 4_089_184_256),
+                                              ("mobilenet_v2", 3_504_872, 300_774_272)])
+def test_imagenet_models_equal_torchvision(name, params, macs):
+    """torchvision's state dict loads unchanged (same keys and shapes) and gives the same outputs, in both
+    pruning modes; params and MACs at 224² are torchvision's (25.56M / 4.09G, 3.50M / 0.30G), and the MACs
+    equal FlopCounterMode's count / 2 for both networks."""
+    import torchvision
+
+    reference = getattr(torchvision.models, name)().eval()
+    x = torch.randn(2, 3, 64, 64)
+    for mode in MODES:
+        ours = build_model(name, num_classes=1000, in_channels=3, prune_mode=mode).eval()
+        ours.load_state_dict(reference.state_dict(), strict=True)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=0)
+    assert count_params(ours) == count_params(reference) == params
+    assert count_macs(ours, (3, 224, 224)) == flop_counter_macs(reference, (3, 224, 224)) == macs
+    assert round(params / 1e6, 2) == {"resnet50": 25.56, "mobilenet_v2": 3.50}[name]
+    assert round(macs / 1e9, 2) == {"resnet50": 4.09, "mobilenet_v2": 0.30}[name]
+
+
+def test_mobilenet_depthwise_groups_follow_the_pruned_width():
+    """A hidden group spans the expansion conv, the depthwise conv (one filter per channel) and the projection."""
+    model = build_model("mobilenet_v2", num_classes=10, in_channels=3)
+    groups = {g.name: g for g in model.channel_groups()}
+    g = groups["features.2.conv.0.1"]
+    assert g.gates == ("features.2.conv.0.1", "features.2.conv.1.1") and g.inp == ("features.2.conv.2",)
+    assert groups["features.0.1"].out == ("features.0.0", "features.1.conv.0.0", "features.0.1", "features.1.conv.0.1")
+    masks = {name: torch.ones(model.widths[grp.width], dtype=torch.bool) for name, grp in groups.items()}
+    masks["features.2.conv.0.1"][:40] = False
+    small = compact(model, masks)
+    depthwise = small.features[2].conv[1][0]
+    assert depthwise.groups == depthwise.in_channels == depthwise.out_channels == 96 - 40
+    assert small.features[2].conv[0][0].out_channels == small.features[2].conv[2].in_channels == 56
 
 
 def test_option_a_padding_maps_stage_channels_into_the_middle_of_the_next_stage():
@@ -215,13 +264,13 @@ def test_select_wider_than_its_input_is_rejected():
 @pytest.mark.parametrize("name", ZOO)
 def test_model_configs_compose_and_build(name):
     cfg = compose([f"model={name}", "model.prune_mode=coupled"])
-    model = instantiate(cfg.model, num_classes=100, in_channels=3)
-    assert type(model).__name__ == {"r": "ResNet", "p": "PreResNet", "d": "DenseNet"}[name[0]]
-    assert model.prune_mode == "coupled" and model.fc.out_features == 100
+    model = instantiate(cfg.model, num_classes=100, in_channels=3).eval()
+    assert model.prune_mode == "coupled" and model(torch.zeros(1, 3, 32, 32)).shape == (1, 100)
     default = instantiate(compose([f"model={name}"]).model, num_classes=10, in_channels=3)
     assert default.prune_mode == "inside_blocks"
     ns = name in ("preresnet164", "densenet40")
-    assert default.bn.weight[0].item() == (0.5 if ns else 1.0)  # NS initialises γ to 0.5
+    first_bn = next(m for m in default.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert first_bn.weight[0].item() == (0.5 if ns else 1.0)  # NS initialises γ to 0.5
     if name == "densenet40":
         assert instantiate(compose(["model=densenet40", "model.init_channels=24"]).model,
                            num_classes=10, in_channels=3).conv.out_channels == 24
@@ -255,6 +304,9 @@ def ns_run(tmp_path, model: list[str]) -> None:
 
 
 @pytest.mark.parametrize("model", [
+    ["model=resnet50", "model.prune_mode=coupled"],
+    ["model=mobilenet_v2"],
+    ["model=mobilenet_v2", "model.prune_mode=coupled"],
     ["model=resnet20", "model.prune_mode=coupled"],
     ["model=resnet56"],
     ["model=resnet110", "model.prune_mode=coupled"],

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import RunConfig
-from .data.base import DatasetSpec, ImageData
+from .data.base import DatasetSpec, Loaders
 from .engine.callbacks import Callbacks
 from .engine.loop import Accel
 from .engine.optim import OptimizerSpec
@@ -127,7 +127,8 @@ class Parts:
     """The instantiated components of one run."""
 
     dataset: DatasetSpec
-    data: ImageData
+    data: Loaders
+    accel: Accel
     model: PrunableModel
     regularizer: Regularizer
     optimizer: OptimizerSpec
@@ -137,18 +138,19 @@ class Parts:
     start: tuple[PrunableModel, dict] | None  # (trained model, its metrics) with schedule.start_from
 
 
-def build_parts(cfg: DictConfig) -> Parts:
+def build_parts(cfg: DictConfig, settings: RunConfig, device: torch.device) -> Parts:
     dataset = component(cfg.dataset, "dataset")
     regularizer = component(cfg.regularizer, "regularizer")
     optimizer = component(cfg.optimizer, "optimizer")
     schedule = component(cfg.schedule, "schedule")
     logger = component(cfg.logger, "logger")
     callbacks = Callbacks(component(node, f"callbacks.{name}") for name, node in cfg.get("callbacks", {}).items())
-    data = dataset.load()
+    perf = accel(settings, device)
+    data = dataset.loaders(device, settings.seed, perf.memory_format)
     model = component(cfg.model, "model", num_classes=data.num_classes, in_channels=data.in_channels)
     check_compatible(regularizer, model)
     start = start_model(schedule.start_from, model) if schedule.start_from is not None else None
-    return Parts(dataset, data, model, regularizer, optimizer, schedule, logger, callbacks, start)
+    return Parts(dataset, data, perf, model, regularizer, optimizer, schedule, logger, callbacks, start)
 
 
 def run_name(cfg: DictConfig, dataset: DatasetSpec, regularizer: Regularizer, schedule: Schedule) -> str:
@@ -171,7 +173,7 @@ def run(cfg: DictConfig) -> dict:
         torch.set_num_threads(settings.threads)
     seed_everything(settings.seed)
     device = resolve_device(settings.device)
-    parts = build_parts(cfg)
+    parts = build_parts(cfg, settings, device)
     name = run_name(cfg, parts.dataset, parts.regularizer, parts.schedule)
     folder = run_folder(cfg, name)
     record = RunRecord.open(folder.parent.parent, folder.parent.name, folder.name, settings.resume)
@@ -214,11 +216,11 @@ def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Part
     parts.logger.start(record.path, base["run_id"], OmegaConf.to_container(cfg, resolve=True),
                        group=settings.run.experiment, job_type=parts.schedule.name,
                        tags=[base["model"], base["dataset"], base["regularizer"]])
-    runner = Runner(schedule=parts.schedule, data=parts.data, dataset=parts.dataset,
+    runner = Runner(schedule=parts.schedule, data=parts.data,
                     make_regularizer=lambda: component(cfg.regularizer, "regularizer"), optimizer=parts.optimizer,
                     record=record, logger=parts.logger, device=device, seed=settings.seed, callbacks=parts.callbacks,
                     checkpoint_every=settings.checkpoint_every, progress=settings.progress,
-                    latency=settings.latency, magnitude_every=settings.magnitude_every, accel=accel(settings, device),
+                    latency=settings.latency, magnitude_every=settings.magnitude_every, accel=parts.accel,
                     check_architecture=lambda payload, path: check_same_architecture(payload, parts.model, path))
     t0 = time.perf_counter()
     try:

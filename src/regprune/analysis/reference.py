@@ -1,4 +1,4 @@
-"""Published numbers (``results/reference/*.csv``, transcribed from papers.md §3-§4) and their comparison
+"""Published numbers (``results/reference/*.csv``, each file's sources in its README) and their comparison
 with collected runs.
 
 Each reference CSV keeps its paper's own columns; ``SOURCES`` maps them onto our metric names, so a
@@ -25,6 +25,10 @@ SOURCES: dict[str, dict[str, tuple[str, object]]] = {
                     "params_unpruned": ("params_before_m", lambda v: v * 1e6),
                     "params": ("params_after_m", lambda v: v * 1e6)},
     "common_counts": {"macs_unpruned": ("macs", float), "flops_unpruned": ("flops", float)},
+    "imagenet_resnet50": {"baseline_acc": ("acc_base_top1", float), "acc_final": ("acc_top1", float),
+                          "macs": ("macs", float), "params": ("params_m", lambda v: v * 1e6),
+                          "flops_reduction": ("flops_reduction_pct", lambda v: v / 100.0),
+                          "params_reduction": ("params_reduction_pct", lambda v: v / 100.0)},
 }
 METHODS = {"l1": "ns", "polarization": "pr"}  # our regularizer -> the papers' method name
 

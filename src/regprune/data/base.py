@@ -1,10 +1,28 @@
-"""Datasets as uint8 image tensors, so batching and augmentation run on-device without per-sample Python."""
+"""What a dataset gives a run: ``DatasetSpec.loaders`` -> ``Loaders`` (train/val/test batches on the training
+device, plus the input shape and class count the model is built for).
+
+Datasets that fit in memory implement ``load`` (uint8 image tensors) and are batched on the device by
+``BatchLoader`` without per-sample Python; streaming datasets (``ImageFolderData``) override ``loaders``.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import torch
+
+from .loader import BatchLoader
+
+REPO_DATA = Path(__file__).resolve().parents[3] / "data"
+
+
+def default_root() -> Path:
+    """Where datasets live unless ``dataset.root`` says otherwise: $REGPRUNE_DATA, else ``data/`` in the repo."""
+    return Path(os.environ.get("REGPRUNE_DATA") or REPO_DATA)
 
 
 @dataclass
@@ -27,8 +45,37 @@ class ImageData:
         return self.train[0].shape[1]
 
 
+class Batches(Protocol):
+    """An epoch of (normalised float images, int64 labels) batches on the training device."""
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def __len__(self) -> int: ...
+
+    def set_epoch(self, epoch: int) -> None:
+        """Order and augmentation of the next pass are drawn from (seed, epoch) alone (exact resume)."""
+
+
+@dataclass
+class Loaders:
+    """The batches of one run and what the model is built for."""
+
+    train: Batches
+    val: Batches | None
+    test: Batches
+    num_classes: int
+    input_shape: tuple[int, int, int]  # (C, H, W) of one batch element
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0]
+
+
 class DatasetSpec:
-    """Base of dataset configs: loader settings shared by every dataset; subclasses implement ``load``."""
+    """Base of dataset configs: loader settings shared by every dataset; subclasses implement ``load``
+    (in memory) or override ``loaders`` (streaming)."""
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 1000, augment: bool = True,
                  crop_padding: int = 4, val_fraction: float = 0.0, split_seed: int = 0, epochs: int = 160):
@@ -49,6 +96,19 @@ class DatasetSpec:
 
     def load(self) -> ImageData:
         raise NotImplementedError
+
+    def loaders(self, device: str | torch.device, seed: int,
+                memory_format: torch.memory_format = torch.contiguous_format) -> Loaders:
+        """The run's batches: ``load()``'s images held once on ``device``, training batches shuffled, cropped
+        and flipped per (seed, epoch), evaluation batches in order."""
+        data = self.load()
+        stats = {"mean": data.mean, "std": data.std, "device": device, "memory_format": memory_format}
+        train = BatchLoader(*data.train, self.batch_size, shuffle=True, crop_padding=self.crop_padding if self.augment
+                            else 0, flip=self.augment, seed=seed, **stats)
+        val, test = (None if split is None else BatchLoader(*split, self.eval_batch_size, **stats)
+                     for split in (data.val, data.test))
+        return Loaders(train=train, val=val, test=test, num_classes=data.num_classes, input_shape=data.input_shape,
+                       mean=data.mean, std=data.std)
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,6 @@ layout: ``cifar-10-batches-py/`` or ``cifar-100-python/``. ``download=true`` fet
 
 from __future__ import annotations
 
-import os
 import pickle
 import urllib.error
 from pathlib import Path
@@ -14,13 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from .base import DatasetSpec, ImageData, split_validation
-
-REPO_DATA = Path(__file__).resolve().parents[3] / "data"
-
-
-def default_root() -> Path:
-    return Path(os.environ.get("REGPRUNE_DATA") or REPO_DATA)
+from .base import DatasetSpec, ImageData, default_root, split_validation
 
 
 def without_md5(cls: type) -> type:

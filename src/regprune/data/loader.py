@@ -21,6 +21,22 @@ import torch.nn.functional as F
 CHUNK = 4096  # images augmented at once (fp32: 50 MB at 3×32×32)
 
 
+class Normalise:
+    """ToTensor + Normalize of a uint8 batch already on ``device`` in one fused multiply-add:
+    (x/255 − mean)/std = x·scale + shift, written in ``memory_format``."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
+                 memory_format: torch.memory_format = torch.contiguous_format):
+        std_t = torch.tensor(std, dtype=torch.float32, device=device)
+        self.scale = (1.0 / (255.0 * std_t)).view(1, -1, 1, 1)
+        self.shift = (-torch.tensor(mean, dtype=torch.float32, device=device) / std_t).view(1, -1, 1, 1)
+        self.memory_format = memory_format
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # uint8 in, fp32 out: the cast happens inside the one kernel
+        return torch.addcmul(self.shift, x, self.scale).contiguous(memory_format=self.memory_format)
+
+
 @dataclass
 class EpochPlan:
     """What one epoch draws: image order and, per position in that order, crop offset and flip."""
@@ -66,10 +82,7 @@ class BatchLoader:
         # channels_last storage makes the gathered batch channels_last with no extra copy
         self.images = stored.to(self.device).contiguous(memory_format=memory_format)
         self.windows = self._windows(self.images) if p else None
-        std_t = torch.tensor(std, dtype=torch.float32, device=self.device)
-        # ToTensor + Normalize: (x/255 − mean)/std = x·scale + shift
-        self.scale = (1.0 / (255.0 * std_t)).view(1, -1, 1, 1)
-        self.shift = (-torch.tensor(mean, dtype=torch.float32, device=self.device) / std_t).view(1, -1, 1, 1)
+        self.normalise = Normalise(mean, std, self.device, memory_format)
 
     def _windows(self, padded: torch.Tensor) -> torch.Tensor:
         """A view [N, 2p+1, 2p+1, ...image dims in storage order] of every crop window, no copy."""
@@ -113,10 +126,6 @@ class BatchLoader:
         if self.flip:
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(2 if nhwc else 3), x)
         return x.permute(0, 3, 1, 2) if nhwc else x
-
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        # uint8 in, fp32 out: the cast happens inside the one kernel
-        return torch.addcmul(self.shift, x, self.scale).contiguous(memory_format=self.memory_format)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self) * self.batch_size if self.drop_last else len(self.labels)

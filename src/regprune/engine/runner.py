@@ -4,7 +4,7 @@ phases), and offers the phases what they share: batches, evaluation, the regular
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 from ..cost import model_cost
-from ..data.base import DatasetSpec, ImageData
-from ..data.loader import BatchLoader
+from ..data.base import Loaders
 from ..errors import UserError
 from ..models.base import PrunableModel
 from ..pruning.io import model_from_payload, model_from_spec, model_payload
@@ -71,11 +70,28 @@ class RunState:
                    metrics=ckpt["metrics"], history=ckpt["history"])
 
 
+class FirstImages:
+    """The first ``n`` images of ``batches`` (all of them for n = 0), re-iterable."""
+
+    def __init__(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], n: int = 0):
+        self.batches, self.n = batches, n
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        left = self.n or float("inf")
+        for x, y in self.batches:
+            if left <= 0:
+                return
+            if left < len(y):
+                x, y = x[:left], y[:left]
+            yield x, y
+            left -= len(y)
+
+
 class Runner:
-    def __init__(self, *, schedule: Schedule, data: ImageData, dataset: DatasetSpec,
-                 make_regularizer: Callable[[], Regularizer], optimizer: OptimizerSpec, record: RunRecord, logger,
-                 device: torch.device, seed: int, callbacks: Callbacks | None = None, checkpoint_every: int = 1,
-                 progress: bool = True, latency: bool = True, magnitude_every: int = 0, accel: Accel | None = None,
+    def __init__(self, *, schedule: Schedule, data: Loaders, make_regularizer: Callable[[], Regularizer],
+                 optimizer: OptimizerSpec, record: RunRecord, logger, device: torch.device, seed: int,
+                 callbacks: Callbacks | None = None, checkpoint_every: int = 1, progress: bool = True,
+                 latency: bool = True, magnitude_every: int = 0, accel: Accel | None = None,
                  check_architecture: Callable[[dict, Path], None] | None = None):
         self.schedule, self.data, self.optimizer_spec = schedule, data, optimizer
         self.make_regularizer = make_regularizer
@@ -86,13 +102,9 @@ class Runner:
         self.accel = accel or Accel(device_type=torch.device(device).type)
         self._check_architecture = check_architecture
         self._prepared: tuple[torch.nn.Module, torch.nn.Module] | None = None
-        self.stats = {"mean": data.mean, "std": data.std, "device": device, "memory_format": self.accel.memory_format}
-        self.train_batches = BatchLoader(*data.train, dataset.batch_size, shuffle=True, drop_last=False,
-                                         crop_padding=dataset.crop_padding if dataset.augment else 0,
-                                         flip=dataset.augment, seed=seed, **self.stats)
-        self.eval_batch_size = dataset.eval_batch_size
-        self.eval_batches = {split: BatchLoader(*getattr(data, split), dataset.eval_batch_size, **self.stats)
-                             for split in ("val", "test") if getattr(data, split) is not None}
+        self.train_batches = data.train
+        self.eval_batches = {split: batches for split, batches in (("val", data.val), ("test", data.test))
+                             if batches is not None}
 
     # -- services for the phases -------------------------------------------------------------------
     def forward_module(self, model: PrunableModel) -> torch.nn.Module:
@@ -108,11 +120,9 @@ class Runner:
             out[f"{split}_acc"], out[f"{split}_loss"] = r["acc"], r["loss"]
         return out
 
-    def held_out(self, images: int = 0) -> BatchLoader:
-        """Batches over the validation split, its first ``images`` only when given (0: all)."""
-        x, y = self.data.val
-        n = images or len(y)
-        return BatchLoader(x[:n], y[:n], self.eval_batch_size, **self.stats)
+    def held_out(self, images: int = 0) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of the validation split, only its first ``images`` when given (0: all)."""
+        return FirstImages(self.eval_batches["val"], images)
 
     def regularizer(self, model: PrunableModel, state: dict | None = None) -> Regularizer:
         """A fresh regularizer attached to ``model`` (with ``state`` loaded, to continue a penalty phase)."""

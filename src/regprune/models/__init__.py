@@ -6,7 +6,9 @@ from collections.abc import Callable
 from functools import partial
 
 from .base import ChannelGroup, ChannelSelect, PrunableModel
+from .bottleneck_resnet import BottleneckResNet
 from .densenet import DenseNet
+from .mobilenet import MobileNetV2
 from .preresnet import PreResNet
 from .resnet import ResNet
 from .vgg import LAYOUTS as VGG_LAYOUTS
@@ -25,6 +27,8 @@ for _depth in (20, 56, 110):
     register_model(f"resnet{_depth}", partial(ResNet, depth=_depth))
 register_model("preresnet164", partial(PreResNet, depth=164))
 register_model("densenet40", partial(DenseNet, depth=40))
+register_model("resnet50", partial(BottleneckResNet, layers=[3, 4, 6, 3]))
+register_model("mobilenet_v2", MobileNetV2)
 
 
 def build_model(name: str, num_classes: int, in_channels: int, **kwargs) -> PrunableModel:
@@ -34,5 +38,5 @@ def build_model(name: str, num_classes: int, in_channels: int, **kwargs) -> Prun
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
-__all__ = ["MODELS", "ChannelGroup", "ChannelSelect", "DenseNet", "PreResNet", "PrunableModel", "ResNet", "VGG",
-           "build_model", "register_model"]
+__all__ = ["MODELS", "BottleneckResNet", "ChannelGroup", "ChannelSelect", "DenseNet", "MobileNetV2", "PreResNet",
+           "PrunableModel", "ResNet", "VGG", "build_model", "register_model"]
