@@ -56,11 +56,12 @@ def compose(overrides: list[str]):
 
 
 def train(args: list[str], cwd: Path | None = None, check: bool = True, env: dict | None = None,
-          timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``python train.py args`` in a subprocess; returns the completed process."""
+          timeout: int = 600, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run ``python [launcher] train.py args`` in a subprocess (a launcher script runs train.py itself, e.g.
+    tests/disk_faults.py); returns the completed process."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), full_env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd or ROOT,
+    proc = subprocess.run([sys.executable, *launcher, str(ROOT / "train.py"), *args], cwd=cwd or ROOT,
                           capture_output=True, text=True, env=full_env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
