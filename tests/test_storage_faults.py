@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT, compose, train
 from disk_faults import FAULTS, WriteFault
@@ -118,6 +120,22 @@ def test_write_fault_is_one_line_then_resume_matches_uninterrupted(site, referen
     no_leftovers(run_dir)
 
 
+def test_wandb_disk_error_only_warns(reference, tmp_path, monkeypatch, capsys):
+    """W&B mirrors the run folder: its disk error is one warning, and the run completes as without W&B."""
+    pytest.importorskip("wandb")
+    from wandb.sdk.wandb_run import Run
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Run, "log", full_disk)
+    assert cli_run([*ARGS, "logger=wandb", f"run.root={tmp_path}"])["status"] == "complete"
+    (warning,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert re.fullmatch(r"warning: W&B \w+ failed \(OSError: \[Errno 28\] No space left on device\); continuing "
+                        r"with local records only", warning)
+    assert outcome(run_dir_of(tmp_path)) == reference
+
+
 def test_lock_file_that_cannot_be_created(tmp_path, capsys):
     with WriteFault(".lock", 1, errno.EROFS, "create"):
         code = cli_run([*ARGS, f"run.root={tmp_path}"])
@@ -192,3 +210,66 @@ def test_collect_outputs_on_a_full_disk(uninterrupted, tmp_path):
     (line,) = proc.stderr.strip().splitlines()
     assert re.fullmatch(f"error: cannot write {re.escape(str(out / 'summary.csv'))}: {REASONS[errno.ENOSPC]}", line)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+# -- checkpoint integrity ------------------------------------------------------------------------------
+def flip_a_weight_bit(path: Path) -> None:
+    """Bit rot: one bit of the largest stored weight flips; the file still loads with plain torch.load."""
+    payload = torch.load(path, weights_only=True)
+    weight = max(payload.get("model", payload)["state_dict"].values(), key=torch.Tensor.numel)
+    data, raw = path.read_bytes(), bytes(weight.untyped_storage())
+    at = data.index(raw) + len(raw) // 2
+    path.write_bytes(data[:at] + bytes([data[at] ^ 0x04]) + data[at + 1:])
+    torch.load(path, weights_only=True)
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(reference, tmp_path, capsys):
+    """checkpoint_keep=2: a run stopped after pruning (a failed write) keeps the checkpoints after training and
+    after pruning; the newer one rots. resume=auto sets it aside and continues from the older one, exactly;
+    without an older one it refuses, naming the file."""
+    from regprune.runs import main as list_runs
+
+    with WriteFault("history.csv", 3, errno.EIO):  # the 3rd checkpoint: after pruning
+        assert cli_run([*ARGS, f"run.root={tmp_path}/a", "checkpoint_keep=2"]) == 2
+    run_dir = run_dir_of(tmp_path / "a")
+    assert [load_checkpoint(run_dir / f)["phase"] for f in ("ckpt.pt", "ckpt-1.pt")] == [2, 1]
+    flip_a_weight_bit(run_dir / "ckpt.pt")
+    capsys.readouterr()
+
+    alone = tmp_path / "b" / "default" / run_dir.name  # the same run without the older checkpoint
+    shutil.copytree(run_dir, alone)
+    (alone / "ckpt-1.pt").unlink()
+    before = {p.name: p.read_bytes() for p in alone.iterdir()}
+    recorded = torch.load(alone / "ckpt.pt", weights_only=True)["payload_sha256"]
+    assert cli_run([*ARGS, f"run.root={tmp_path}/b", "resume=auto"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: checkpoint {alone / 'ckpt.pt'} is corrupt: its content does "
+                                               f"not match its recorded checksum (sha256 {recorded[:12]}…)")
+    assert {p.name: p.read_bytes() for p in alone.iterdir()} == before
+
+    assert list_runs([str(tmp_path / "a")]) == 0
+    step = load_checkpoint(run_dir / "ckpt-1.pt")["step"]
+    assert f"continue from ckpt-1.pt (step {step}); set aside corrupt ckpt.pt" in capsys.readouterr().out
+    assert cli_run([*ARGS, f"run.root={tmp_path}/a", "resume=auto", "checkpoint_keep=2"])["status"] == "complete"
+    (note,) = capsys.readouterr().err.strip().splitlines()
+    assert note.startswith(f"note: checkpoint {run_dir / 'ckpt.pt'} is corrupt: ") and note.endswith(
+        "renamed it ckpt.pt.corrupt, resuming from ckpt-1.pt")
+    assert outcome(run_dir) == reference
+    assert (run_dir / "ckpt.pt.corrupt").is_file()
+    assert [load_checkpoint(run_dir / f)["phase"] for f in ("ckpt.pt", "ckpt-1.pt")] == [3, 2]
+
+
+@pytest.mark.parametrize("name", ["model.pt", "trained.pt"])
+def test_corrupt_model_files_are_refused(name, uninterrupted, tmp_path, capsys):
+    from regprune import load_pruned
+    from regprune.errors import UserError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(uninterrupted, copy)
+    flip_a_weight_bit(copy / name)
+    if name == "model.pt":
+        with pytest.raises(UserError, match=f"^checkpoint {re.escape(str(copy / name))} is corrupt: "):
+            load_pruned(copy)
+        return
+    assert cli_run([*ARGS, f"run.root={tmp_path}/other", f"schedule.start_from={copy}"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: checkpoint {copy / name} is corrupt: ")
