@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, ROOT, compose, train
+from conftest import FAST, ROOT, compose, start_train, train
 from regprune.analysis.collect import runs_frame
 from regprune.pruning.io import load_checkpoint
 from regprune.runs import main as list_runs
@@ -36,12 +36,7 @@ def listing(root: Path, capsys) -> dict[str, str]:
 
 
 def test_killed_run_is_interrupted_and_resumable(tmp_path, capsys):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    job = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *ARGS, f"run.root={tmp_path}"], cwd=ROOT,
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not list(tmp_path.glob("default/*/ckpt.pt")) and time.time() < deadline and job.poll() is None:
-        time.sleep(0.02)
+    job = start_train([*ARGS, f"run.root={tmp_path}"], tmp_path)
     job.send_signal(signal.SIGSTOP)  # alive and holding the lock for as long as the test needs
     (run_dir,) = (tmp_path / "default").iterdir()
     try:
