@@ -213,9 +213,6 @@ class RunRecord:
         """A torch file holding ``obj`` and its checksum (``tracking.checksum``)."""
         atomic_torch_save(seal(obj), self.path / name, self.keep.get(name, 1))
 
-    def exists(self, name: str) -> bool:
-        return (self.path / name).exists()
-
     def versions(self, name: str) -> list[Path]:
         """The versions of ``name`` on disk, newest first (older ones kept by ``keep``, now or in an earlier
         session of the run)."""
@@ -241,6 +238,8 @@ def lock_held(run_dir: Path) -> bool:
         fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
     except FileNotFoundError:
         return False
+    except OSError:
+        return True  # unreadable (another user's run): it cannot be told interrupted, so it is not
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         fcntl.flock(fd, fcntl.LOCK_UN)
