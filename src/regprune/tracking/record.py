@@ -34,7 +34,6 @@ PACKAGES = ("regprune", "torch", "torchvision", "hydra-core", "omegaconf", "nump
 LOCK = ".lock"
 CHECKPOINT = "ckpt.pt"
 LOCK_WAIT_S = 1.0  # a listing may hold the lock for an instant to test it: a starting job retries this long
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def human_bytes(n: float) -> str:
@@ -46,9 +45,10 @@ def human_bytes(n: float) -> str:
 
 
 def storage_error(path: Path, e: OSError) -> StorageError:
-    """``cannot write <path>: <reason> (<free> free)``; free space is told when space is what ran out."""
+    """``cannot write <path>: <reason>``, with ``(<free> free)`` when the disk is full (not for a quota: the
+    disk's free space says nothing about it)."""
     reason = os.strerror(e.errno).lower() if e.errno else str(e)
-    if e.errno in NO_SPACE:
+    if e.errno == errno.ENOSPC:
         existing = next(p for p in [path, *path.parents] if p.exists())
         reason += f" ({human_bytes(shutil.disk_usage(existing).free)} free)"
     return StorageError(path, f"cannot write {path}: {reason}")
