@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from regprune.analysis.collect import collect  # noqa: E402
+from regprune.errors import UserError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: not a folder: {', '.join(missing)}", file=sys.stderr)
         return 2
-    tables = collect(args.roots, args.out, args.reference, histograms=not args.no_histograms)
+    try:
+        tables = collect(args.roots, args.out, args.reference, histograms=not args.no_histograms)
+    except UserError as e:  # e.g. cannot write <table>: no space left on device (0 B free)
+        print(f"error: {e}", file=sys.stderr)
+        return UserError.exit_code
     n_done, n_skipped = len(tables["runs"]), len(tables["incomplete"])
     print(f"{n_done} complete runs -> {len(tables['summary'])} rows in {args.out / 'summary.csv'}"
           f" ({len(tables['vs_paper'])} comparisons with the papers)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,13 +52,30 @@ def crash(**where) -> str:
     return f"+callbacks={{crash:{{_target_:regprune.testing.Crash,{args}}}}}"
 
 
-def train(args: list[str], cwd: Path | None = None, check: bool = True, env: dict | None = None,
-          timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``python train.py args`` in a subprocess; returns the completed process."""
+def train_env(env: dict | None = None) -> dict:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), full_env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd or ROOT,
-                          capture_output=True, text=True, env=full_env, timeout=timeout)
+    return full_env
+
+
+def train(args: list[str], cwd: Path | None = None, check: bool = True, env: dict | None = None,
+          timeout: int = 600, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run ``python [launcher] train.py args`` in a subprocess (a launcher script runs train.py itself, e.g.
+    tests/disk_faults.py); returns the completed process."""
+    proc = subprocess.run([sys.executable, *launcher, str(ROOT / "train.py"), *args], cwd=cwd or ROOT,
+                          capture_output=True, text=True, env=train_env(env), timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+def start_train(args: list[str], root: Path, ready: str = "default/*/ckpt.pt",
+                timeout: float = 300) -> subprocess.Popen:
+    """Start ``python train.py args`` in the background; return it once ``root`` holds a file matching ``ready``
+    (a glob; the first checkpoint by default), or once it has ended."""
+    job = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=train_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not list(root.glob(ready)) and time.time() < deadline and job.poll() is None:
+        time.sleep(0.02)
+    return job

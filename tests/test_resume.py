@@ -6,13 +6,10 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import ROOT, crash, train
+from conftest import crash, start_train, train
 from regprune.testing import CRASH_EXIT_CODE
 
 ARGS = ["model=vgg_tiny", "dataset=digits", "regularizer=l1", "regularizer.lam=1e-3", "optimizer.lr=0.05",
@@ -54,12 +51,7 @@ def test_fault_then_resume_matches_uninterrupted(fault, reference, tmp_path):
 
 
 def test_sigkill_then_resume_matches_uninterrupted(reference, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *ARGS, f"run.root={tmp_path}"], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("default/*/ckpt.pt")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    proc = start_train([*ARGS, f"run.root={tmp_path}"], tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     (run_dir,) = (tmp_path / "default").iterdir()

@@ -57,6 +57,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     checkpoint_every: int = 1  # epochs between checkpoints inside a phase
+    checkpoint_keep: int = 1  # checkpoints kept (ckpt.pt, ckpt-1.pt, ...): resume=auto falls back past corrupt ones
     progress: bool = True  # tqdm bars
     latency: bool = True  # measure CPU/GPU latency of the unpruned and final models
     callbacks: dict[str, Any] = field(default_factory=dict)  # name -> _target_ node (e.g. regprune.testing.Crash)
@@ -74,6 +75,8 @@ class RunConfig:
             raise UserError(f"magnitude_every={self.magnitude_every} must be ≥ 0")
         if self.checkpoint_every < 1:
             raise UserError(f"checkpoint_every={self.checkpoint_every} must be ≥ 1")
+        if self.checkpoint_keep < 1:
+            raise UserError(f"checkpoint_keep={self.checkpoint_keep} must be ≥ 1")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise UserError(f"device={self.device!r}: choose auto, cpu, cuda or cuda:N")
 

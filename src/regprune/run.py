@@ -24,15 +24,15 @@ from .engine.loop import Accel
 from .engine.optim import OptimizerSpec
 from .engine.runner import Runner, RunState
 from .engine.schedule import Schedule
-from .errors import UserError
+from .errors import StorageError, UserError
 from .models.base import PrunableModel
-from .pruning.io import load_checkpoint, model_from_payload
+from .pruning.io import load_checkpoint, load_newest, model_from_payload
 from .regularizers.base import Regularizer
-from .tracking.record import RunRecord, provenance
+from .tracking.record import CHECKPOINT, RunRecord, provenance
 
 # keys that do not change a run's results, so changing them keeps its run id (and its folder)
-HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "callbacks", "latency",
-                "magnitude_every")
+HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "checkpoint_keep", "callbacks",
+                "latency", "magnitude_every")
 
 
 def component(node: DictConfig, key: str, **kwargs):
@@ -176,7 +176,8 @@ def run(cfg: DictConfig) -> dict:
     parts = build_parts(cfg, settings, device)
     name = run_name(cfg, parts.dataset, parts.regularizer, parts.schedule)
     folder = run_folder(cfg, name)
-    record = RunRecord.open(folder.parent.parent, folder.parent.name, folder.name, settings.resume)
+    record = RunRecord.open(folder.parent.parent, folder.parent.name, folder.name, settings.resume,
+                            keep={CHECKPOINT: settings.checkpoint_keep})
     with record.lock(), record.discard_if_left_empty():
         previous = record.read_json("metrics.json") or {}
         if previous.get("status") == "complete":
@@ -190,10 +191,15 @@ def run(cfg: DictConfig) -> dict:
 
 
 def initial_state(record: RunRecord, parts: Parts) -> RunState:
-    """The latest checkpoint of this run, or a fresh start (from ``schedule.start_from`` if given)."""
-    if record.exists("ckpt.pt"):
-        ckpt = load_checkpoint(record.path / "ckpt.pt")
-        check_same_architecture(ckpt.get("model", {}), parts.model, record.path / "ckpt.pt")
+    """The latest intact checkpoint of this run, or a fresh start (from ``schedule.start_from`` if given). A
+    corrupt newer checkpoint is set aside (renamed ``*.corrupt``) when an older kept one loads."""
+    found = load_newest(record.versions(CHECKPOINT))
+    if found is not None:
+        path, ckpt, skipped = found
+        for bad, error in skipped.items():
+            aside = record.set_aside(bad.name)
+            print(f"note: {error}; renamed it {aside.name}, resuming from {path.name}", file=sys.stderr)
+        check_same_architecture(ckpt.get("model", {}), parts.model, path)
         return RunState.from_checkpoint(ckpt)
     if parts.start is not None:
         return RunState(model=parts.start[0], metrics=dict(parts.start[1]))
@@ -208,31 +214,44 @@ def accel(settings: RunConfig, device: torch.device) -> Accel:
     return Accel.resolve(device, perf.amp, perf.channels_last, perf.compile)
 
 
+def last_good_checkpoint(record: RunRecord) -> str:
+    found = record.versions(CHECKPOINT)
+    return f"the last good checkpoint is {found[0]}" if found else "no checkpoint yet (resume=auto starts over)"
+
+
 def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Parts, device: torch.device,
             base: dict, wall_before: float) -> dict:
     state = initial_state(record, parts)
-    record.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    record.write_json("metrics.json", {**base, **state.metrics, "status": "running"})
-    parts.logger.start(record.path, base["run_id"], OmegaConf.to_container(cfg, resolve=True),
-                       group=settings.run.experiment, job_type=parts.schedule.name,
-                       tags=[base["model"], base["dataset"], base["regularizer"]])
-    runner = Runner(schedule=parts.schedule, data=parts.data,
-                    make_regularizer=lambda: component(cfg.regularizer, "regularizer"), optimizer=parts.optimizer,
-                    record=record, logger=parts.logger, device=device, seed=settings.seed, callbacks=parts.callbacks,
-                    checkpoint_every=settings.checkpoint_every, progress=settings.progress,
-                    latency=settings.latency, magnitude_every=settings.magnitude_every, accel=parts.accel,
-                    check_architecture=lambda payload, path: check_same_architecture(payload, parts.model, path))
     t0 = time.perf_counter()
     try:
+        record.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        record.write_json("metrics.json", {**base, **state.metrics, "status": "running"})
+        parts.logger.start(record.path, base["run_id"], OmegaConf.to_container(cfg, resolve=True),
+                           group=settings.run.experiment, job_type=parts.schedule.name,
+                           tags=[base["model"], base["dataset"], base["regularizer"]])
+        runner = Runner(schedule=parts.schedule, data=parts.data,
+                        make_regularizer=lambda: component(cfg.regularizer, "regularizer"), optimizer=parts.optimizer,
+                        record=record, logger=parts.logger, device=device, seed=settings.seed,
+                        callbacks=parts.callbacks, checkpoint_every=settings.checkpoint_every,
+                        progress=settings.progress, latency=settings.latency, magnitude_every=settings.magnitude_every,
+                        accel=parts.accel,
+                        check_architecture=lambda payload, path: check_same_architecture(payload, parts.model, path))
         runner.run(state)
+        metrics = {**base, **state.metrics, "wall_time_s": wall_before + time.perf_counter() - t0,
+                   "status": "complete"}
+        record.write_json("metrics.json", metrics)
     except BaseException as e:
-        record.write_json("metrics.json", {**base, **state.metrics, "status": "failed",
-                                           "reason": f"{type(e).__name__}: {e}",
-                                           "wall_time_s": wall_before + time.perf_counter() - t0})
+        error = StorageError(e.path, f"{e}; {last_good_checkpoint(record)}") if isinstance(e, StorageError) else e
+        try:
+            record.write_json("metrics.json", {**base, **state.metrics, "status": "failed",
+                                               "reason": f"{type(error).__name__}: {error}",
+                                               "wall_time_s": wall_before + time.perf_counter() - t0})
+        except StorageError:
+            pass  # the disk refuses even this: the status stays running, which listings report as interrupted
         parts.logger.finish("failed")
-        raise
-    metrics = {**base, **state.metrics, "wall_time_s": wall_before + time.perf_counter() - t0, "status": "complete"}
-    record.write_json("metrics.json", metrics)
+        if error is e:
+            raise
+        raise error from None
     parts.logger.summary(metrics)
     parts.logger.finish("complete")
     return metrics

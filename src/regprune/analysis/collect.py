@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from ..tracking.record import atomic_write_bytes, run_status, storage_error
 from . import histograms as hist
 from .reference import compare, headline, load_references
 
@@ -31,7 +32,7 @@ METRICS = ["acc_final", "acc_best", "acc_trained_final", "acc_trained_best", "ac
 COUNTS = ["params", "macs", "flops", "params_unpruned", "macs_unpruned", "flops_unpruned"]
 # config keys that do not change what a run computes: they are left out of the ``setting`` hash
 NOT_SETTING = {"run", "seed", "resume", "logger", "progress", "threads", "latency", "device", "fault",
-               "checkpoint_every", "magnitude_every"}
+               "checkpoint_every", "checkpoint_keep", "magnitude_every"}
 NOT_SETTING_NESTED = {("schedule", "start_from"), ("dataset", "root"), ("dataset", "download"),
                       ("dataset", "verify_checksums"), ("regularizer", "lam")}  # λ and the ratio are keys of their own
 
@@ -70,6 +71,7 @@ def read_run(run_dir: str | Path, root: str | Path | None = None) -> dict:
                                        "schedule", "seed", "status", "reason", "prune_criterion", "started_from")}
     if (config.get("regularizer") or {}).get("update") == "prox" and not str(row["regularizer"]).endswith("prox"):
         row["regularizer"] = f"{row['regularizer']}-prox"  # a proximal update is a method of its own in the tables
+    row["status"] = run_status(run_dir, row["status"])  # running without a live job: interrupted
     row["run"] = str(run_dir.relative_to(root)) if root is not None else str(run_dir)
     row["path"] = str(run_dir.resolve())
     row["prune_ratio"] = metrics.get("prune_ratio", (schedule.get("prune") or {}).get("ratio"))
@@ -345,9 +347,13 @@ def markdown(summary: pd.DataFrame, vs_paper: pd.DataFrame, skipped: pd.DataFram
 
 def collect(roots: list[str | Path], out: str | Path, reference: str | Path | None = None,
             histograms: bool = True) -> dict[str, pd.DataFrame]:
-    """Read every run under ``roots`` and write the tables to ``out`` (CSV + summary.md); return them."""
+    """Read every run under ``roots`` and write the tables to ``out`` (CSV + summary.md, each replaced atomically:
+    a write that fails leaves the earlier file and raises a one-line StorageError); return them."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise storage_error(out, e) from None
     runs = runs_frame(*roots)
     done = complete(runs)
     skipped = incomplete(runs)
@@ -360,7 +366,7 @@ def collect(roots: list[str | Path], out: str | Path, reference: str | Path | No
         tables["gamma_hist"] = gamma_frame(runs)
         tables["magnitude_hist"] = magnitude_frame(runs)
     for name, frame in tables.items():
-        frame.to_csv(out / f"{name}.csv", index=False)
-    (out / "summary.md").write_text(markdown(summary, vs_paper, skipped) if not summary.empty else
-                                    "# Accuracy vs FLOPs\n\nNo complete runs.\n")
+        atomic_write_bytes(out / f"{name}.csv", frame.to_csv(index=False).encode())
+    atomic_write_bytes(out / "summary.md", (markdown(summary, vs_paper, skipped) if not summary.empty else
+                                            "# Accuracy vs FLOPs\n\nNo complete runs.\n").encode())
     return tables

@@ -9,6 +9,7 @@ import torch
 
 from ..errors import UserError
 from ..models.base import PrunableModel
+from ..tracking.checksum import unseal
 
 
 def model_payload(model: PrunableModel) -> dict:
@@ -30,14 +31,30 @@ def model_from_payload(payload: dict) -> PrunableModel:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """torch.load with weights_only=True, turning unreadable files into one-line errors."""
+    """torch.load with weights_only=True and the payload's checksum checked; an unreadable or corrupt file is
+    a one-line error naming it."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, corrupted or not a torch file
         raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    return unseal(payload, path)
+
+
+def load_newest(paths: list[Path]) -> tuple[Path, dict, dict[Path, str]] | None:
+    """The first of ``paths`` (newest first) that loads intact, its payload, and the newer ones it skipped with
+    their errors; None without paths. If none loads, the newest one's error is raised."""
+    skipped: dict[Path, str] = {}
+    for path in paths:
+        try:
+            return path, load_checkpoint(path), skipped
+        except UserError as e:
+            skipped[path] = str(e)
+    if skipped:
+        raise UserError(next(iter(skipped.values())))
+    return None
 
 
 def load_pruned(path: str | Path) -> PrunableModel:

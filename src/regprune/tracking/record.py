@@ -1,46 +1,91 @@
-"""A run is a folder: config, metrics.json, history.csv, model.pt, ckpt.pt — each written atomically."""
+"""A run is a folder: config, metrics.json, history.csv, model.pt, ckpt.pt — each written atomically.
+
+Files get the mode the umask gives (like any file the user creates). A write that fails (full disk, quota,
+I/O error, read-only file system, permission) leaves the earlier version of the file intact and raises a
+one-line ``StorageError``. The folder's ``.lock`` is held while a run works in it and removed when it ends;
+a folder whose status is ``running`` but whose lock nobody holds belongs to an interrupted run.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import io
 import json
 import os
 import platform
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
-import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from ..errors import StorageError, UserError
+from .checksum import seal
 
 PACKAGES = ("regprune", "torch", "torchvision", "hydra-core", "omegaconf", "numpy", "wandb", "torch-pruning")
+LOCK = ".lock"
+CHECKPOINT = "ckpt.pt"
+LOCK_WAIT_S = 1.0  # a listing may hold the lock for an instant to test it: a starting job retries this long
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def human_bytes(n: float) -> str:
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    power = 0
+    while n >= 1024 and power < len(units) - 1:
+        n, power = n / 1024, power + 1
+    return f"{n:.0f} B" if power == 0 else f"{n:.1f} {units[power]}"
+
+
+def storage_error(path: Path, e: OSError) -> StorageError:
+    """``cannot write <path>: <reason>``, with ``(<free> free)`` when the disk is full (not for a quota: the
+    disk's free space says nothing about it)."""
+    reason = os.strerror(e.errno).lower() if e.errno else str(e)
+    if e.errno == errno.ENOSPC:
+        existing = next(p for p in [path, *path.parents] if p.exists())
+        reason += f" ({human_bytes(shutil.disk_usage(existing).free)} free)"
+    return StorageError(path, f"cannot write {path}: {reason}")
+
+
+def version(path: Path, age: int) -> Path:
+    """The name of ``path``'s version ``age`` (0 = newest): ckpt.pt, ckpt-1.pt, ckpt-2.pt, ..."""
+    return path if age == 0 else path.with_name(f"{path.stem}-{age}{path.suffix}")
+
+
+def atomic_write_bytes(path: Path, data: bytes, keep: int = 1) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``; with ``keep`` > 1 the
+    ``keep`` - 1 previous versions are kept (see ``version``). Any OSError becomes a ``StorageError``."""
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any new file
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            for age in reversed(range(1, keep)):
+                if version(path, age - 1).exists():
+                    os.replace(version(path, age - 1), version(path, age))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise storage_error(path, e) from None
 
 
-def atomic_torch_save(obj, path: Path) -> None:
+def atomic_torch_save(obj, path: Path, keep: int = 1) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), keep)
 
 
 def git_state() -> dict:
@@ -70,13 +115,16 @@ def provenance(seed: int, device: torch.device) -> dict:
 
 
 class RunRecord:
-    """The folder of one run id. ``open`` creates it, or reopens it for ``resume=auto``."""
+    """The folder of one run id. ``open`` creates it, or reopens it for ``resume=auto``. ``keep`` maps a file
+    name to how many versions of it are kept (``{"ckpt.pt": 2}`` keeps ckpt.pt and ckpt-1.pt)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, keep: dict[str, int] | None = None):
         self.path = path
+        self.keep = dict(keep or {})
 
     @classmethod
-    def open(cls, root: str | Path, experiment: str, run_id: str, resume: str) -> RunRecord:
+    def open(cls, root: str | Path, experiment: str, run_id: str, resume: str,
+             keep: dict[str, int] | None = None) -> RunRecord:
         root = Path(root)
         path = root / experiment / run_id
         for parent in [root, *root.parents]:
@@ -91,20 +139,44 @@ class RunRecord:
             raise UserError(f"run folder {path} was created by another job; choose another run.name") from None
         except OSError as e:
             raise UserError(f"cannot create run folder {path}: {e.strerror}") from None
-        return cls(path)
+        return cls(path, keep)
 
     @contextlib.contextmanager
     def lock(self):
-        """Hold an exclusive lock on the folder for the run's duration: two jobs never share a run."""
-        with open(self.path / ".lock", "a+") as f:
+        """Hold an exclusive lock on the folder for the run's duration: two jobs never share a run. The lock
+        file is removed when the run ends; temporary files a killed run left behind are removed on entry."""
+        path = self.path / LOCK
+        f = self._acquire(path)
+        try:
+            for tmp in self.path.glob(".*.tmp"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+            yield self
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)  # before unlocking: a job waiting on this file sees it is gone
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+    def _acquire(self, path: Path):
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                f = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o666), "r+b")
+            except OSError as e:
+                raise storage_error(path, e) from None
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UserError(f"run folder {self.path} is in use by another job") from None
-            try:
-                yield self
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+                f.close()
+                if time.monotonic() > deadline:
+                    raise UserError(f"run folder {self.path} is in use by another job") from None
+                time.sleep(0.02)
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                    return f
+            f.close()  # the run that held it ended and removed the file meanwhile: lock the current one
 
     @contextlib.contextmanager
     def discard_if_left_empty(self):
@@ -112,8 +184,8 @@ class RunRecord:
         try:
             yield self
         except BaseException:
-            if {p.name for p in self.path.iterdir()} <= {".lock"}:
-                (self.path / ".lock").unlink(missing_ok=True)
+            if {p.name for p in self.path.iterdir()} <= {LOCK}:
+                (self.path / LOCK).unlink(missing_ok=True)
                 self.path.rmdir()
             raise
 
@@ -137,8 +209,48 @@ class RunRecord:
         w.writerows(rows)
         self.write_text("history.csv", buf.getvalue())
 
-    def save(self, name: str, obj) -> None:
-        atomic_torch_save(obj, self.path / name)
+    def save(self, name: str, obj: dict) -> None:
+        """A torch file holding ``obj`` and its checksum (``tracking.checksum``)."""
+        atomic_torch_save(seal(obj), self.path / name, self.keep.get(name, 1))
 
-    def exists(self, name: str) -> bool:
-        return (self.path / name).exists()
+    def versions(self, name: str) -> list[Path]:
+        """The versions of ``name`` on disk, newest first (older ones kept by ``keep``, now or in an earlier
+        session of the run)."""
+        newest = self.path / name
+        suffixes = (p.stem.removeprefix(f"{newest.stem}-") for p in self.path.glob(f"{newest.stem}-*{newest.suffix}"))
+        ages = sorted(int(a) for a in suffixes if a.isdigit())
+        return [p for p in [newest, *(version(newest, a) for a in ages)] if p.exists()]
+
+    def set_aside(self, name: str) -> Path:
+        """Rename a file a run cannot use (a corrupt checkpoint) to ``<name>.corrupt``, out of every version
+        list, and return the new path."""
+        aside = self.path / f"{name}.corrupt"
+        try:
+            os.replace(self.path / name, aside)
+        except OSError as e:
+            raise storage_error(aside, e) from None
+        return aside
+
+
+def lock_held(run_dir: Path) -> bool:
+    """Whether a live job holds ``run_dir``'s lock (tested with a shared lock taken and dropped at once)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # unreadable (another user's run): it cannot be told interrupted, so it is not
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def run_status(run_dir: Path, recorded: str | None) -> str:
+    """The status a run folder records, with ``running`` told apart: ``interrupted`` if no job holds its lock
+    (killed, or stopped by a failure it could not record)."""
+    return "interrupted" if recorded == "running" and not lock_held(run_dir) else recorded
