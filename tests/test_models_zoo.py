@@ -244,7 +244,8 @@ def test_coupled_preresnet_shortcut_reads_the_preactivated_input():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"prune_mode": "stream"}, "prune_mode='stream'"),
-    ({"widths": [16, 8]}, "needs 32 positive widths"),
+    ({"widths": [16, 8]}, "needs 32 widths"),
+    ({"widths": [16, 8, 8, 16, 16] + [-1] + [16] * 26}, "needs 32 widths, positive"),
     ({"depth": 57}, "depth=57 must be 6n"),
 ])
 def test_resnet_rejects_bad_options(kwargs, match):

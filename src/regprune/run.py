@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import random
@@ -113,9 +114,10 @@ def check_same_architecture(payload: dict, configured: PrunableModel, path: Path
 
 
 def check_compatible(regularizer, model: PrunableModel) -> None:
-    """Fail before any work if the regularizer cannot act on this model (e.g. γ penalties need BN)."""
+    """Fail before any work if the regularizer cannot act on this model (e.g. γ penalties need BN, compactors one
+    conv and one BN per group); on a copy, since attaching a gate method installs its gates."""
     try:
-        regularizer.attach(model)
+        regularizer.attach(copy.deepcopy(model))
     except ValueError as e:
         raise UserError(f"regularizer={regularizer.name} cannot be used with model={type(model).__name__}: {e}") \
             from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from .base import ChannelGroup, ChannelSelect, PrunableModel
+from .base import Branch, ChannelGroup, ChannelSelect, PrunableModel
 from .bottleneck_resnet import BottleneckResNet
 from .densenet import DenseNet
 from .mobilenet import MobileNetV2
@@ -38,5 +38,5 @@ def build_model(name: str, num_classes: int, in_channels: int, **kwargs) -> Prun
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
-__all__ = ["MODELS", "BottleneckResNet", "ChannelGroup", "ChannelSelect", "DenseNet", "MobileNetV2", "PreResNet",
-           "PrunableModel", "ResNet", "VGG", "build_model", "register_model"]
+__all__ = ["MODELS", "BottleneckResNet", "Branch", "ChannelGroup", "ChannelSelect", "DenseNet", "MobileNetV2",
+           "PreResNet", "PrunableModel", "ResNet", "VGG", "build_model", "register_model"]

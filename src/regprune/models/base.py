@@ -8,10 +8,14 @@ physically smaller network (see ``regprune.pruning.compact``).
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from .gates import GATED
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,9 @@ class ChannelGroup:
     offsets: (module, first channel) for modules whose channel dim holds several groups side by side
             (a concatenated or zero-padded stream); the group is the slice [offset, offset + width).
             Modules not listed start at channel 0.
+    branch: the residual ``Branch`` (its block's name) the channels live inside, or "". Such a group may be
+            pruned to width 0, together with every other group of its branch: the block then keeps only its
+            shortcut.
     """
 
     name: str
@@ -36,9 +43,22 @@ class ChannelGroup:
     inp: tuple[str, ...] = ()
     select: tuple[str, ...] = field(default=())
     offsets: tuple[tuple[str, int], ...] = ()
+    branch: str = ""
 
     def offset(self, module: str) -> int:
         return dict(self.offsets).get(module, 0)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """The residual branch of block ``name``: its output is added to the shortcut, and ``bn`` is the branch's
+    last BatchNorm, whose output the whole branch is proportional to (followed at most by a ReLU and a conv).
+    Zeroing that BN silences the branch, so a block gate lives there and the groups inside the branch
+    (``ChannelGroup.branch == name``) can then all go to width 0; a block with zero inner width skips the
+    branch (docs/methods.md, "Gates")."""
+
+    name: str
+    bn: str
 
 
 class ChannelSelect(nn.Module):
@@ -70,10 +90,17 @@ class PrunableModel(nn.Module):
     def channel_groups(self) -> list[ChannelGroup]:
         raise NotImplementedError
 
+    def branches(self) -> list[Branch]:
+        """Residual branches that can be removed whole (none unless a family declares them)."""
+        return []
+
     def spec(self) -> dict:
-        """Everything needed to rebuild the (possibly pruned) network besides its weights."""
-        return {"class": f"{type(self).__module__}.{type(self).__qualname__}",
+        """Everything needed to rebuild the (possibly pruned) network besides its weights: class, widths and,
+        while gates are installed, each gated BN's gate (``regprune.pruning.gates.restore_gates``)."""
+        spec = {"class": f"{type(self).__module__}.{type(self).__qualname__}",
                 "kwargs": {**self.arch_kwargs(), "widths": list(self.widths)}}
+        gates = {n: m.gate_config() for n, m in self.named_modules() if isinstance(m, GATED)}
+        return {**spec, "gates": gates} if gates else spec
 
     def rebuild(self, widths: list[int]) -> PrunableModel:
         return type(self)(**{**self.arch_kwargs(), "widths": list(widths)})
@@ -95,10 +122,18 @@ class PrunableModel(nn.Module):
         return {n: m for n, m in self.named_modules() if n in names}
 
 
+@contextmanager
+def quiet_empty_layers():
+    """Build layers of a pruned-away branch (width 0) without torch's zero-element init warnings."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
+        yield
+
+
 def init_weights(model: nn.Module, bn_gamma: float = 1.0) -> None:
     """He (fan-out) init for convs, γ = ``bn_gamma`` (NS uses 0.5), β = 0, default linear init."""
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d) and m.weight.numel():
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

@@ -10,6 +10,9 @@ block; stage streams 256/512/1024/2048 wide, inner widths 64/128/256/512; global
 ``widths`` = [stem, s1, s2, s3, s4] (the stem's output and the four stage streams), then per block in
 order [mid1, mid2] (the outputs of its conv1 and conv2).
 
+A block with an inner width of 0 has no branch (it computes ReLU(shortcut)): what pruning leaves of a block whose
+branch (``branches()``, last BN bn3) was zeroed whole, which computes exactly that.
+
 ``prune_mode``:
   inside_blocks (default): the two inner widths of every bottleneck, each gated by its own BN; the stem
       and the residual streams keep their width.
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import ChannelGroup, PrunableModel, init_weights
+from .base import Branch, ChannelGroup, PrunableModel, init_weights, quiet_empty_layers
 
 PRUNE_MODES = ("inside_blocks", "coupled")
 STREAMS, INNER = (256, 512, 1024, 2048), (64, 128, 256, 512)
@@ -32,21 +35,24 @@ STREAMS, INNER = (256, 512, 1024, 2048), (64, 128, 256, 512)
 class Bottleneck(nn.Module):
     def __init__(self, c_in: int, mid1: int, mid2: int, c_out: int, stride: int, project: bool):
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, mid1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(mid1)
-        self.conv2 = nn.Conv2d(mid1, mid2, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(mid2)
-        self.conv3 = nn.Conv2d(mid2, c_out, 1, bias=False)
+        with quiet_empty_layers():
+            self.conv1 = nn.Conv2d(c_in, mid1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(mid1)
+            self.conv2 = nn.Conv2d(mid1, mid2, 3, stride=stride, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(mid2)
+            self.conv3 = nn.Conv2d(mid2, c_out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(c_out)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
                                         nn.BatchNorm2d(c_out)) if project else None
 
     def forward(self, x):
+        shortcut = x if self.downsample is None else self.downsample(x)
+        if min(self.conv1.out_channels, self.conv2.out_channels) == 0:  # the branch was pruned away
+            return self.relu(shortcut)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+        return self.relu(self.bn3(self.conv3(out)) + shortcut)
 
 
 class BottleneckResNet(PrunableModel):
@@ -62,8 +68,9 @@ class BottleneckResNet(PrunableModel):
             raise ValueError(f"prune_mode={prune_mode!r}: choose from {list(PRUNE_MODES)}")
         default = [64, *STREAMS] + [w for s, n in enumerate(layers) for _ in range(n) for w in (INNER[s],) * 2]
         widths = list(default if widths is None else widths)
-        if len(widths) != len(default) or any(int(w) < 1 for w in widths):
-            raise ValueError(f"layers={layers} needs {len(default)} positive widths, got {widths}")
+        if len(widths) != len(default) or any(int(w) < 1 for w in widths[:5]) or any(int(w) < 0 for w in widths):
+            raise ValueError(f"layers={layers} needs {len(default)} widths, positive (a block's may be 0), "
+                             f"got {widths}")
         self.layers, self.num_classes, self.in_channels = layers, num_classes, in_channels
         self.bn_init, self.prune_mode = bn_init, prune_mode
         self.widths = [int(w) for w in widths]
@@ -103,14 +110,18 @@ class BottleneckResNet(PrunableModel):
             for i, (mid1, mid2) in enumerate(block):
                 b = f"layer{s + 1}.{i}"
                 groups += [ChannelGroup(name=f"{b}.bn1", width=mid1, gates=(f"{b}.bn1",),
-                                        out=(f"{b}.conv1", f"{b}.bn1"), inp=(f"{b}.conv2",)),
+                                        out=(f"{b}.conv1", f"{b}.bn1"), inp=(f"{b}.conv2",), branch=b),
                            ChannelGroup(name=f"{b}.bn2", width=mid2, gates=(f"{b}.bn2",),
-                                        out=(f"{b}.conv2", f"{b}.bn2"), inp=(f"{b}.conv3",))]
+                                        out=(f"{b}.conv2", f"{b}.bn2"), inp=(f"{b}.conv3",), branch=b)]
         if self.prune_mode == "coupled":
             stem = ChannelGroup(name="bn1", width=0, gates=("bn1",), out=("conv1", "bn1"),
                                 inp=("layer1.0.conv1", "layer1.0.downsample.0"))
             groups = [stem, *(self.stream_group(s) for s in range(4)), *groups]
         return groups
+
+    def branches(self) -> list[Branch]:
+        return [Branch(f"layer{s + 1}.{i}", f"layer{s + 1}.{i}.bn3") for s, n in enumerate(self.layers)
+                for i in range(n)]
 
     def stream_group(self, s: int) -> ChannelGroup:
         """Stage s's stream: written by its projection and every block's conv3/bn3, read by the blocks after

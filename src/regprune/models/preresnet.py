@@ -17,6 +17,9 @@ bottleneck convs 16/32/64.
       the pre-activated input (BN → ReLU), as He et al.'s pre-activation code does, instead of to the
       raw stream as NS does. Same parameters and MACs as the NS network.
 
+A block whose inner widths include a 0 has no branch (it computes its shortcut only): what pruning leaves of a
+block whose branch (``branches()``: BN3 → ReLU → conv3) was zeroed whole, which computes exactly that.
+
 ChannelSelect indices are buffers, not parameters, so parameter counts exclude them (PreResNet-164 on
 CIFAR-10: 1,703,258, the paper's 1.70M; NS's README counts them too: 1,711,338).
 """
@@ -26,7 +29,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ChannelGroup, ChannelSelect, PrunableModel, init_weights
+from .base import Branch, ChannelGroup, ChannelSelect, PrunableModel, init_weights, quiet_empty_layers
 
 PRUNE_MODES = ("inside_blocks", "coupled")
 
@@ -40,23 +43,25 @@ class Bottleneck(nn.Module):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(c_in)
         self.select = ChannelSelect(c_in, sel) if sel is not None else None
-        self.conv1 = nn.Conv2d(c_in if sel is None else sel, mid1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(mid1)
-        self.conv2 = nn.Conv2d(mid1, mid2, 3, stride=stride, padding=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(mid2)
-        self.conv3 = nn.Conv2d(mid2, c_out, 1, bias=False)
+        with quiet_empty_layers():
+            self.conv1 = nn.Conv2d(c_in if sel is None else sel, mid1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(mid1)
+            self.conv2 = nn.Conv2d(mid1, mid2, 3, stride=stride, padding=1, bias=False)
+            self.bn3 = nn.BatchNorm2d(mid2)
+            self.conv3 = nn.Conv2d(mid2, c_out, 1, bias=False)
         self.shortcut = shortcut
         self.downsample = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False) if shortcut else None
+        self.has_branch = min(mid1, mid2, c_in if sel is None else sel) > 0  # else pruned away
 
     def forward(self, x):
         pre = self.bn1(x)
         if self.select is not None:
             pre = self.select(pre)
         pre = F.relu(pre)
-        out = self.conv3(F.relu(self.bn3(self.conv2(F.relu(self.bn2(self.conv1(pre)))))))
-        if self.downsample is None:
-            return out + x
-        return out + self.downsample(pre if self.shortcut == "preact" else x)
+        shortcut = x if self.downsample is None else self.downsample(pre if self.shortcut == "preact" else x)
+        if not self.has_branch:
+            return shortcut
+        return self.conv3(F.relu(self.bn3(self.conv2(F.relu(self.bn2(self.conv1(pre))))))) + shortcut
 
 
 class PreResNet(PrunableModel):
@@ -74,9 +79,11 @@ class PreResNet(PrunableModel):
         self.inside = prune_mode == "inside_blocks"
         self.per_block = 3 if self.inside else 2
         widths = list(self.default_widths() if widths is None else widths)
-        if len(widths) != len(self.default_widths()) or any(int(w) < 1 for w in widths):
-            raise ValueError(f"preresnet{depth} ({prune_mode}) needs {len(self.default_widths())} positive widths, "
-                             f"got {widths}")
+        fixed = [*range(4), *([len(widths) - 1] if self.inside else [])]  # streams and the final select
+        if len(widths) != len(self.default_widths()) or any(int(w) < 0 for w in widths) or \
+                any(int(widths[i]) < 1 for i in fixed):
+            raise ValueError(f"preresnet{depth} ({prune_mode}) needs {len(self.default_widths())} widths, positive "
+                             f"(a block's may be 0), got {widths}")
         self.widths = [int(w) for w in widths]
 
         stem, *streams = self.widths[:4]
@@ -127,15 +134,19 @@ class PreResNet(PrunableModel):
                 b, w = f"layer{s + 1}.{i}", self.block_widths(s, i)
                 if self.inside:
                     groups.append(ChannelGroup(name=f"{b}.bn1", width=w[0], gates=(f"{b}.bn1",),
-                                               select=(f"{b}.select",), inp=(f"{b}.conv1",)))
+                                               select=(f"{b}.select",), inp=(f"{b}.conv1",), branch=b))
                 groups += [ChannelGroup(name=f"{b}.bn2", width=w[-2], gates=(f"{b}.bn2",),
-                                        out=(f"{b}.conv1", f"{b}.bn2"), inp=(f"{b}.conv2",)),
+                                        out=(f"{b}.conv1", f"{b}.bn2"), inp=(f"{b}.conv2",), branch=b),
                            ChannelGroup(name=f"{b}.bn3", width=w[-1], gates=(f"{b}.bn3",),
-                                        out=(f"{b}.conv2", f"{b}.bn3"), inp=(f"{b}.conv3",))]
+                                        out=(f"{b}.conv2", f"{b}.bn3"), inp=(f"{b}.conv3",), branch=b)]
         if self.inside:
             groups.append(ChannelGroup(name="bn", width=len(self.widths) - 1, gates=("bn",), select=("select",),
                                        inp=("fc",)))
         return groups
+
+    def branches(self) -> list[Branch]:
+        """Each block's branch ends BN3 → ReLU → conv3 (no bias): zeroing bn3 zeroes the branch."""
+        return [Branch(f"layer{s + 1}.{i}", f"layer{s + 1}.{i}.bn3") for s in range(3) for i in range(self.n)]
 
     def stream_group(self, s: int) -> ChannelGroup:
         """Stream s (0 = the stem's output, 1-3 = the stages): its writers and its BN-gated readers."""

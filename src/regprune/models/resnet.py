@@ -14,6 +14,9 @@ made of *segments*, each born in one stage and carried unchanged by the identity
 conv's output width of every block in order. A pruned segment narrows the padding of the shortcut that
 creates it, so a pruned network is still an option-A ResNet (with uneven padding).
 
+``mid_i`` = 0 is a block without its branch (it computes ReLU(shortcut)): what pruning leaves of a block whose
+branch (``branches()``, last BN bn2) was zeroed whole, which computes exactly that.
+
 ``prune_mode``:
   inside_blocks  (default) only ``mid_i`` is pruned (group gated by the block's first BN).
   coupled        also the stream: each segment is one group across all stages it lives in, gated by
@@ -26,7 +29,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ChannelGroup, PrunableModel, init_weights
+from .base import Branch, ChannelGroup, PrunableModel, init_weights, quiet_empty_layers
 
 PRUNE_MODES = ("inside_blocks", "coupled")
 SEGMENTS = ("a", "b_lo", "b_hi", "c_lo", "c_hi")
@@ -38,18 +41,19 @@ class BasicBlock(nn.Module):
 
     def __init__(self, c_in: int, mid: int, c_out: int, stride: int, pad: tuple[int, int] | None):
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, mid, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(mid)
-        self.conv2 = nn.Conv2d(mid, c_out, 3, padding=1, bias=False)
+        with quiet_empty_layers():
+            self.conv1 = nn.Conv2d(c_in, mid, 3, stride=stride, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(mid)
+            self.conv2 = nn.Conv2d(mid, c_out, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.stride, self.pad = stride, pad
 
     def forward(self, x):
+        shortcut = x if self.pad is None else F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, *self.pad))
+        if self.conv1.out_channels == 0:  # the branch was pruned away
+            return F.relu(shortcut)
         out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.pad is not None:
-            x = F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, *self.pad))
-        return F.relu(out + x)
+        return F.relu(self.bn2(self.conv2(out)) + shortcut)
 
 
 class ResNet(PrunableModel):
@@ -65,8 +69,8 @@ class ResNet(PrunableModel):
         n = (depth - 2) // 6
         default = [16, 8, 8, 16, 16] + [16] * n + [32] * n + [64] * n
         widths = list(default if widths is None else widths)
-        if len(widths) != len(default) or any(int(w) < 1 for w in widths):
-            raise ValueError(f"resnet{depth} needs {len(default)} positive widths, got {widths}")
+        if len(widths) != len(default) or any(int(w) < 1 for w in widths[:5]) or any(int(w) < 0 for w in widths):
+            raise ValueError(f"resnet{depth} needs {len(default)} widths, positive (a block's may be 0), got {widths}")
         self.depth, self.num_classes, self.in_channels = depth, num_classes, in_channels
         self.bn_init, self.prune_mode, self.n = bn_init, prune_mode, n
         self.widths = [int(w) for w in widths]
@@ -106,10 +110,13 @@ class ResNet(PrunableModel):
             for i in range(self.n):
                 b = f"layer{s + 1}.{i}"
                 groups.append(ChannelGroup(name=f"{b}.bn1", width=5 + s * self.n + i, gates=(f"{b}.bn1",),
-                                           out=(f"{b}.conv1", f"{b}.bn1"), inp=(f"{b}.conv2",)))
+                                           out=(f"{b}.conv1", f"{b}.bn1"), inp=(f"{b}.conv2",), branch=b))
         if self.prune_mode == "coupled":
             groups = [self.segment_group(seg) for seg in SEGMENTS] + groups
         return groups
+
+    def branches(self) -> list[Branch]:
+        return [Branch(f"layer{s + 1}.{i}", f"layer{s + 1}.{i}.bn2") for s in range(3) for i in range(self.n)]
 
     def segment_group(self, seg: str) -> ChannelGroup:
         """All writers (BN gates and their convs) and readers (next convs, fc) of one stream segment."""

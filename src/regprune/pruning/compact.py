@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UserError
 from ..models.base import PrunableModel
+from ..models.gates import GATED
 
 DIM0_KEYS = ("weight", "bias", "running_mean", "running_var")
 
@@ -15,8 +17,12 @@ def compact(model: PrunableModel, masks: dict[str, torch.Tensor]) -> PrunableMod
     Each group narrows: dim 0 of its producers' tensors, dim 1 of its consumers' weights, the index
     of its ChannelSelect layers — at the group's offset where a tensor holds several groups side by side;
     then the class is rebuilt with the new widths and the narrowed state dict is loaded strictly, so any
-    mismatch between declared groups and the real graph fails loudly.
+    mismatch between declared groups and the real graph fails loudly. Gates must be folded first
+    (``regprune.pruning.gates.fold_gates``); a group may go to width 0 only inside a residual branch (the block then
+    skips it), which ``apply_masks`` zeroes.
     """
+    if any(isinstance(m, GATED) for m in model.modules()):
+        raise UserError("compaction needs the gates folded first (regprune.pruning.gates.fold_gates)")
     state = {k: v.clone() for k, v in model.state_dict().items()}
     widths = list(model.widths)
     keep: dict[tuple[str, int], torch.Tensor] = {}  # (state key, dim) -> kept entries, original positions

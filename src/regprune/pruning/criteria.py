@@ -78,10 +78,10 @@ CRITERIA = ("percentile", "threshold", "valley")
 
 
 def select(scores: Scores, criterion: Criterion, min_channels: int = 1, on_empty: str = "error",
-           max_layer_ratio: float | None = None) -> PruneResult:
+           max_layer_ratio: float | None = None, branches: dict[str, str] | None = None) -> PruneResult:
     """The criterion's masks after the guards (``pruning.masks.guard``)."""
     masks, threshold = criterion(scores)
-    return guard(masks, scores, threshold, min_channels, on_empty, max_layer_ratio)
+    return guard(masks, scores, threshold, min_channels, on_empty, max_layer_ratio, branches)
 
 
 def build_criterion(name: str, ratio: float, scope: str, threshold: float) -> Criterion:

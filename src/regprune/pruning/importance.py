@@ -53,12 +53,24 @@ class WeightNorm(Importance):
         return group_scores(model, self.grouping, self.exclude_first, self.norm, self.bn)
 
 
+class GateValue(Importance):
+    """The gates' own scores (docs/methods.md, "Gates"): 0 exactly where the gates close a channel."""
+
+    name = "gate"
+
+    def __call__(self, model: PrunableModel) -> Scores:
+        from .gates import gate_scores
+
+        return gate_scores(model)
+
+
 IMPORTANCES = {
     "bn_gamma": BNScale,
     "filter_l1": partial(WeightNorm, "filters", "l1"),
     "filter_l2": partial(WeightNorm, "filters", "l2"),
     "channel_l2": partial(WeightNorm, "channels", "l2"),
     "oic_l2": partial(WeightNorm, "oic", "l2"),
+    "gate": GateValue,
 }
 
 

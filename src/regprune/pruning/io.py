@@ -10,6 +10,7 @@ import torch
 from ..errors import UserError
 from ..models.base import PrunableModel
 from ..tracking.checksum import unseal
+from .gates import restore_gates
 
 
 def model_payload(model: PrunableModel) -> dict:
@@ -17,11 +18,13 @@ def model_payload(model: PrunableModel) -> dict:
 
 
 def model_from_spec(spec: dict) -> PrunableModel:
-    """The architecture a spec describes (class and widths), freshly initialised."""
+    """The architecture a spec describes (class, widths and any gates), freshly initialised."""
     module, _, cls = spec["class"].rpartition(".")
     if not module.startswith("regprune."):
         raise UserError(f"refusing to build model class {spec['class']!r} outside regprune")
-    return getattr(importlib.import_module(module), cls)(**spec["kwargs"])
+    model = getattr(importlib.import_module(module), cls)(**spec["kwargs"])
+    restore_gates(model, spec.get("gates", {}))
+    return model
 
 
 def model_from_payload(payload: dict) -> PrunableModel:

@@ -3,7 +3,8 @@
 Guards (docs/methods.md, "Pruning"): a layer may lose at most ``max_layer_ratio`` of its channels in one
 pruning step (Network Slimming's multi-pass cap), and a layer left with fewer than ``min_channels`` is an
 error or is topped up with its best channels (``on_empty=keep_min``); the record says which layers a guard
-changed, so nothing is pruned less than asked without saying so.
+changed, so nothing is pruned less than asked without saying so. The one exception: the groups inside a residual
+branch (``ChannelGroup.branch``) may all go to width 0 together, which removes the branch (``blocks_removed``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class PruneResult:
     topped_up: dict[str, int] = field(default_factory=dict)  # group -> channels kept only by the min guard
     capped: dict[str, int] = field(default_factory=dict)  # group -> channels kept only by max_layer_ratio
     ratio: float | None = None  # the percentile ratio a FLOPs target was met with
+    blocks_removed: list[str] = field(default_factory=list)  # residual branches whose groups are all emptied
 
     def kept(self) -> dict[str, int]:
         return {k: int(m.sum()) for k, m in self.masks.items()}
@@ -44,7 +46,10 @@ def keep_best(mask: torch.Tensor, scores: torch.Tensor, need: int) -> int:
 
 
 def guard(masks: dict[str, torch.Tensor], scores: dict[str, torch.Tensor], threshold: float | None,
-          min_channels: int = 1, on_empty: str = "error", max_layer_ratio: float | None = None) -> PruneResult:
+          min_channels: int = 1, on_empty: str = "error", max_layer_ratio: float | None = None,
+          branches: dict[str, str] | None = None) -> PruneResult:
+    """``branches`` maps the groups inside residual branches to their branch: a branch all of whose groups the
+    criterion empties is removed whole instead of being guarded."""
     if on_empty not in ON_EMPTY:
         raise UserError(f"schedule.prune.on_empty={on_empty!r}: choose from {list(ON_EMPTY)}")
     result = PruneResult(masks={}, threshold=threshold)
@@ -54,26 +59,39 @@ def guard(masks: dict[str, torch.Tensor], scores: dict[str, torch.Tensor], thres
             keep = math.ceil(len(s) * (1 - max_layer_ratio))
             if int(mask.sum()) < keep:
                 result.capped[name] = keep_best(mask, s, keep)
-        need = min(min_channels, len(s))
+        result.masks[name] = mask
+    branches = branches or {}
+    result.blocks_removed = sorted(b for b in set(branches.values())
+                                   if not any(result.masks[g].any() for g, bb in branches.items() if bb == b))
+    for name, mask in result.masks.items():
+        s = scores[name]
+        need = 0 if branches.get(name) in result.blocks_removed else min(min_channels, len(s))
         if int(mask.sum()) < need:
             if on_empty == "error":
                 raise UserError(f"pruning would leave {int(mask.sum())} channel(s) in {name} (minimum "
                                 f"{need}); lower schedule.prune.ratio or set schedule.prune.on_empty=keep_min")
             result.topped_up[name] = keep_best(mask, s, need)
-        result.masks[name] = mask
     return result
 
 
 @torch.no_grad()
 def apply_masks(model: PrunableModel, masks: dict[str, torch.Tensor]) -> None:
-    """Zero γ and β of pruned channels in every gate BN (the NS 'masked' model)."""
+    """Zero γ and β of pruned channels in every gate BN (the NS 'masked' model), and of the whole last BN of every
+    residual branch whose groups are all pruned (its block then computes only the shortcut)."""
     modules = dict(model.named_modules())
+    inside: dict[str, list[str]] = {}
     for g in model.channel_groups():
         keep = masks[g.name].to(next(model.parameters()).device)
         for b in g.gates:
             drop = model.gate_index(g, b)[~keep]
             modules[b].weight[drop] = 0
             modules[b].bias[drop] = 0
+        if g.branch:
+            inside.setdefault(g.branch, []).append(g.name)
+    for branch in model.branches():
+        if branch.name in inside and not any(masks[g].any() for g in inside[branch.name]):
+            modules[branch.bn].weight.zero_()
+            modules[branch.bn].bias.zero_()
 
 
 def widths_after(model: PrunableModel, masks: dict[str, torch.Tensor]) -> list[int]:

@@ -1,12 +1,18 @@
 from .base import BNRegularizer, NoRegularizer, Regularizer
+from .dmc import DMC
 from .exclusive import HGL, L12, GroupLHalf
+from .gated import GateRegularizer
+from .gdp import GDP
 from .greg import GrowingL2
 from .group_lasso import GroupLasso
 from .l1 import BNL1
 from .nonconvex import BNMCP, BNSCAD, BNTL1, BNLp
 from .polarization import Polarization
+from .resrep import ResRep
 from .rsnli import CostWeightedL1
+from .sss import SSS
 from .weight_half import WeightLHalf
 
-__all__ = ["BNL1", "BNLp", "BNMCP", "BNRegularizer", "BNSCAD", "BNTL1", "CostWeightedL1", "GroupLHalf",
-           "GroupLasso", "GrowingL2", "HGL", "L12", "NoRegularizer", "Polarization", "Regularizer", "WeightLHalf"]
+__all__ = ["BNL1", "BNLp", "BNMCP", "BNRegularizer", "BNSCAD", "BNTL1", "CostWeightedL1", "DMC", "GDP",
+           "GateRegularizer", "GroupLHalf", "GroupLasso", "GrowingL2", "HGL", "L12", "NoRegularizer", "Polarization",
+           "Regularizer", "ResRep", "SSS", "WeightLHalf"]

@@ -22,6 +22,7 @@ from ...pruning import (
     widths_after,
 )
 from ...pruning.criteria import SCOPES, ratio_for_flops
+from ...pruning.gates import fold_gates
 from ...pruning.masks import ON_EMPTY
 from ..bn_recalib import recalibrate_bn
 from .base import Phase, role
@@ -82,7 +83,8 @@ class Prune(Phase):
                input_shape: tuple[int, ...]) -> PruneResult:
         scores = importance(model)
         guards = {"min_channels": self.min_channels, "on_empty": self.on_empty,
-                  "max_layer_ratio": self.max_layer_ratio}
+                  "max_layer_ratio": self.max_layer_ratio,
+                  "branches": {g.name: g.branch for g in model.channel_groups() if g.branch}}
         if self.flops_target is None:
             return select(scores, build_criterion(criterion, self.ratio, self.scope, self.threshold), **guards)
         if criterion != "percentile":
@@ -108,11 +110,14 @@ class Prune(Phase):
 
 def record_pruning(runner: Runner, state: RunState, name: str, result: PruneResult, labels: dict,
                    recal_batches: int = 0, keep_recalibrated: bool = False) -> None:
-    """Mask, compact and record: accuracy of the masked and of the compacted model (they must agree) and the
-    kept channels (the pruned ratio counts from the unpruned model, also after several passes); with
-    ``recal_batches``, accuracy after adaptive-BN recalibration of the compacted model (of a copy, unless
-    ``keep_recalibrated``: then the recalibrated model continues)."""
+    """Fold any gates (docs/methods.md, "Gates"), mask, compact and record: accuracy of the masked and of the
+    compacted model (they must agree) and the kept channels (the pruned ratio counts from the unpruned model, also
+    after several passes); with ``recal_batches``, accuracy after adaptive-BN recalibration of the compacted model
+    (of a copy, unless ``keep_recalibrated``: then the recalibrated model continues)."""
     model = state.model
+    training = model.training
+    fold_gates(model.eval())  # compactors merge with the BN's running statistics
+    model.train(training)
     apply_masks(model, result.masks)
     masked = runner.evaluate(model)
     state.model = compact(model, result.masks)
@@ -121,7 +126,8 @@ def record_pruning(runner: Runner, state: RunState, name: str, result: PruneResu
     metrics = {**accuracies("acc_pruned", runner.evaluate(state.model)), **accuracies("acc_pruned_masked", masked),
                **labels, "prune_threshold": result.threshold, "kept_channels": kept, "total_channels": total,
                "channels_pruned_ratio": 1.0 - sum(kept.values()) / sum(total.values()),
-               "channels_topped_up": result.topped_up, "channels_capped": result.capped}
+               "channels_topped_up": result.topped_up, "channels_capped": result.capped,
+               "blocks_removed": result.blocks_removed}
     if recal_batches:
         target = state.model if keep_recalibrated else copy.deepcopy(state.model)
         runner.train_batches.set_epoch(len(state.history))
