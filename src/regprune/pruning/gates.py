@@ -5,6 +5,7 @@
                    branch (``blocks``), or every group's BN a compactor (``compactors``: groups made of one conv
                    and one BN only). The model spec records them; ``restore_gates`` rebuilds them from it.
 ``gate_scores``    one score per channel of every group, 0 exactly where the gates close the channel.
+``gated_branches`` the groups inside block-gated branches: the guards let pruning empty such a branch whole.
 ``fold_gates``     every gate folded away: γ·f and β·f (exact for any factor f, in train and eval mode), or the
                    compactor Q merged into the producer conv and the BN, which becomes an identity plus a shift
                    (exact with the BN's running statistics, so only in eval mode). No gated module is left.
@@ -121,6 +122,15 @@ def gate_scores(model: PrunableModel) -> Scores:
             s = blocks[g.branch].expand(width) if s is None else s * blocks[g.branch]
         scores[g.name] = s if s is not None else torch.full((width,), float("inf"))
     return scores
+
+
+def gated_branches(model: PrunableModel) -> dict[str, str]:
+    """The groups inside branches that carry a block gate, with their branch: pruning them all removes the branch
+    (the block gate's decision); a branch without one keeps the usual guards."""
+    modules = dict(model.named_modules())
+    gated = {b.name for b in model.branches()
+             if isinstance(modules[b.bn], GatedBatchNorm2d) and modules[b.bn].gate.numel() == 1}
+    return {g.name: g.branch for g in model.channel_groups() if g.branch in gated}
 
 
 def plain_copy(gated: nn.BatchNorm2d) -> nn.BatchNorm2d:

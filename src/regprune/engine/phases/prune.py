@@ -22,7 +22,7 @@ from ...pruning import (
     widths_after,
 )
 from ...pruning.criteria import SCOPES, ratio_for_flops
-from ...pruning.gates import fold_gates
+from ...pruning.gates import fold_gates, gated_branches
 from ...pruning.masks import ON_EMPTY
 from ..bn_recalib import recalibrate_bn
 from .base import Phase, role
@@ -84,7 +84,7 @@ class Prune(Phase):
         scores = importance(model)
         guards = {"min_channels": self.min_channels, "on_empty": self.on_empty,
                   "max_layer_ratio": self.max_layer_ratio,
-                  "branches": {g.name: g.branch for g in model.channel_groups() if g.branch}}
+                  "branches": gated_branches(model)}
         if self.flops_target is None:
             return select(scores, build_criterion(criterion, self.ratio, self.scope, self.threshold), **guards)
         if criterion != "percentile":
