@@ -66,6 +66,14 @@ CASES = {
     "missing start_from": (["schedule.start_from=/nonexistent/run"], "checkpoint not found: /nonexistent/run"),
     "existing run folder": ([], "already exists; pass resume=auto"),
     "diverging training": (["optimizer.lr=1e30", "run.name=diverge"], "non-finite"),
+    "block gates without blocks": (["regularizer=sss", "regularizer.structures=blocks"],
+                                   "regularizer=sss cannot be used with model=VGG: block gates need residual blocks"),
+    "compactors on select groups": (["regularizer=resrep", "model=preresnet164"],
+                                    "compactors need every channel group to be one conv followed by one BatchNorm"),
+    "gate FLOPs budget of 1.5": (["regularizer=gdp", "regularizer.flops_target=1.5"],
+                                 "regularizer.flops_target=1.5 is outside (0, 1)"),
+    "gate FLOPs budget of 0": (["regularizer=dmc", "regularizer.flops_target=0"],
+                               "regularizer.flops_target=0 is outside (0, 1)"),
 }
 
 

@@ -1,0 +1,292 @@
+"""The gate methods' update rules against autograd and closed forms (float64), their budgets and selections, and
+each one end to end on digits through the run entry point (docs/methods.md: SSS, DMC, GDP, ResRep)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import compose, crash, train
+from regprune import regularizers as R
+from regprune.models import build_model
+from regprune.models.gates import GATED
+from regprune.pruning import load_pruned
+from regprune.pruning.io import load_checkpoint
+from regprune.testing import CRASH_EXIT_CODE
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def attached(reg, seed: int = 0, name: str = "vgg_tiny"):
+    """A float64 model with ``reg`` attached (gates installed), a batch, and one forward pass (FLOPs sizing)."""
+    g = torch.Generator().manual_seed(seed)
+    model = build_model(name, num_classes=10, in_channels=1).double()
+    reg.attach(model)
+    x, y = torch.randn(6, 1, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 10, (6,), generator=g)
+    with torch.no_grad():
+        model(x)
+    return model, x, y
+
+
+def task_grads(model, x, y, params) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(F.cross_entropy(model(x), y), params))
+
+
+def soft(z: torch.Tensor, t: float) -> torch.Tensor:
+    return z.sign() * (z.abs() - t).clamp_min(0)
+
+
+def group_slopes(reg) -> dict[str, float]:
+    """∂T/∂n_g of the gated FLOPs at the gates' current values, n_g = Σ_k g_k: T is linear in each group's count,
+    so one channel more gives the slope exactly."""
+    cost = reg.cost()
+    with torch.no_grad():
+        on = {k: float(f.sum()) for k, f in reg.factors().items()}
+    return {k: float(cost({**on, k: on[k] + 1}) - cost(on)) for k in on}
+
+
+# ---- SSS ---------------------------------------------------------------------------------------------------
+def test_sss_gates_follow_the_authors_apg_and_nothing_else():
+    """Three steps of a real SGD step (momentum, weight decay) with SSS attached: every gate moves exactly by the
+    NAG-form APG with soft thresholding and the λ ≥ 0 projection, from autograd's task gradient."""
+    reg = R.SSS(lam=0.3, momentum=0.9)
+    model, x, y = attached(reg)
+    with torch.no_grad():
+        for p in reg.params:
+            p.copy_(torch.rand(p.shape, dtype=p.dtype) * 0.05)  # near 0: thresholding and projection act
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2)
+    lr, v = 0.1, [torch.zeros_like(p) for p in reg.params]
+    for _ in range(3):
+        lam = [p.detach().clone() for p in reg.params]
+        grads = task_grads(model, x, y, reg.params)
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        reg.after_backward()
+        opt.step()
+        reg.after_step(lr)
+        for p, l0, g, vi in zip(reg.params, lam, grads, v, strict=True):
+            z = soft(l0 - lr * g, lr * reg.lam)
+            vi.mul_(0.9).add_(z - l0)
+            torch.testing.assert_close(p.detach(), (z + 0.9 * vi).clamp_min(0), rtol=0, atol=1e-14)
+    assert any((p == 0).any() for p in reg.params)  # exact zeros: what SSS removes
+
+
+def test_sss_state_survives_a_resume():
+    reg = R.SSS(lam=0.1)
+    model, x, y = attached(reg)
+    F.cross_entropy(model(x), y).backward()
+    reg.after_backward()
+    reg.after_step(0.1)
+    again = R.SSS(lam=0.1)
+    again.attach(model)
+    again.load_state_dict(reg.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(again.velocity, reg.velocity, strict=True))
+
+
+# ---- DMC ---------------------------------------------------------------------------------------------------
+def test_dmc_gradient_is_the_straight_through_task_gradient_plus_the_budget_term():
+    reg = R.DMC(lam=2.0, flops_target=0.3, init=0.5)
+    model, x, y = attached(reg)
+    with torch.no_grad():
+        for p in reg.params:
+            p.copy_(torch.rand(p.shape, dtype=p.dtype) - 0.3)  # some gates closed
+    factors = {n: m.factor().detach().clone().requires_grad_() for n, m in reg.gated.items()}
+    for n, m in reg.gated.items():  # the gated network with its 0/1 factors as leaves: ∂L/∂g
+        m.factor = lambda f=factors[n]: f
+    ste = torch.autograd.grad(F.cross_entropy(model(x), y), list(factors.values()))
+    for m in reg.gated.values():
+        del m.factor
+    t = float(reg.cost()({n: f.detach().sum() for n, f in reg.factors().items()}))
+    assert t > reg.flops_target * reg.full_macs  # the budget term is active
+    slopes = group_slopes(reg)
+    loss = F.cross_entropy(model(x), y) + reg.penalty()
+    loss.backward()
+    reg.after_backward()
+    for group, g_task, grad in zip(model.channel_groups(), ste, reg.grads, strict=True):
+        torch.testing.assert_close(grad, g_task + reg.lam * slopes[group.name] / t, rtol=1e-10, atol=1e-12)
+    assert all(set(m.factor().unique().tolist()) <= {0.0, 1.0} for m in reg.gated.values())
+
+
+def test_dmc_budget_term_vanishes_within_budget_and_weights_stay_frozen():
+    reg = R.DMC(lam=2.0, flops_target=0.9)
+    model, x, y = attached(reg)
+    with torch.no_grad():
+        reg.params[-1].fill_(-1.0)  # the last layer closed: within 90% of the FLOPs
+    assert float(reg.penalty().detach()) == 0.0
+    weights = {n: p.detach().clone() for n, p in model.named_parameters() if not n.endswith(".gate")}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2)
+    theta = [p.detach().clone() for p in reg.params]
+    (F.cross_entropy(model(x), y) + reg.penalty()).backward()
+    reg.after_backward()
+    grads = [g.clone() for g in reg.grads]
+    opt.step()
+    reg.after_step(0.1)
+    assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters() if n in weights)
+    for p, t0, g in zip(reg.params, theta, grads, strict=True):
+        torch.testing.assert_close(p.detach(), (t0 - 0.1 * g).clamp(-1, 1), rtol=0, atol=1e-15)
+
+
+# ---- GDP ---------------------------------------------------------------------------------------------------
+def test_gdp_gradient_is_autograd_of_loss_plus_flops_with_the_smoothed_gate():
+    reg = R.GDP(lam=3.0, flops_target=0.5, eps=0.05)
+    model, x, y = attached(reg)
+    with torch.no_grad():
+        for p in reg.params:
+            p.copy_(torch.rand(p.shape, dtype=p.dtype) * 0.5)
+    expected = torch.autograd.grad(F.cross_entropy(model(x), y) + reg.penalty(), reg.params)
+    slopes = group_slopes(reg)
+    task = task_grads(model, x, y, reg.params)
+    for group, p, g_task, g_all in zip(model.channel_groups(), reg.params, task, expected, strict=True):
+        dg = 2 * p * reg.layout.eps / (p * p + reg.layout.eps) ** 2  # g'(θ) of θ²/(θ² + ε)
+        torch.testing.assert_close(g_all - g_task, reg.lam * slopes[group.name] / reg.full_macs * dg,
+                                   rtol=1e-9, atol=1e-14)
+    (F.cross_entropy(model(x), y) + reg.penalty()).backward()
+    reg.after_backward()
+    for got, want in zip(reg.grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_gdp_step_stops_at_zero_and_a_closed_gate_stays_closed():
+    reg = R.GDP(lam=1.0)
+    model, x, y = attached(reg)
+    theta = reg.params[0]
+    with torch.no_grad():
+        theta.copy_(torch.linspace(0.01, 1.0, theta.numel(), dtype=theta.dtype))
+    grads = [torch.zeros_like(p) for p in reg.params]
+    grads[0].fill_(0.05)
+    reg.step_gates(1.0, grads)  # θ − 0.05: the gates below 0.05 would cross 0
+    assert (theta[:2] == 0).all() and torch.allclose(theta[-1], torch.tensor(0.95, dtype=theta.dtype))
+    (F.cross_entropy(model(x), y) + reg.penalty()).backward()
+    assert (theta.grad[:2] == 0).all()  # g'(0) = 0: nothing reopens a closed gate
+
+
+def test_gdp_penalty_switches_off_for_good_once_the_budget_is_met():
+    reg = R.GDP(lam=1.0, flops_target=0.95, check_every=1)
+    model, _, _ = attached(reg)
+    assert float(reg.penalty().detach()) > 0
+    with torch.no_grad():
+        reg.params[-1].zero_()  # the last conv's channels closed
+    reg.on_iteration(0)
+    assert reg.met and float(reg.penalty().detach()) == 0.0
+    again = R.GDP(lam=1.0, flops_target=0.95)
+    again.load_state_dict(reg.state_dict())
+    assert again.met
+
+
+# ---- ResRep ------------------------------------------------------------------------------------------------
+def test_resrep_resets_the_gradient_of_forgotten_rows_and_uses_its_momentum():
+    reg = R.ResRep(lam=1e-2, momentum=0.99)
+    model, x, y = attached(reg)
+    reg.forget = {reg.groups[0]: [0, 3], reg.groups[2]: [5]}
+    buffers = [torch.zeros_like(q) for q in reg.params]
+    for _ in range(2):
+        q0 = [q.detach().clone() for q in reg.params]
+        task = task_grads(model, x, y, reg.params)
+        F.cross_entropy(model(x), y).backward()
+        reg.after_backward()
+        reg.after_step(0.1)
+        for group, q, q_before, g, buf in zip(reg.groups, reg.params, q0, task, buffers, strict=True):
+            keep = torch.ones(q.shape[0], 1, dtype=q.dtype)
+            keep[reg.forget.get(group, [])] = 0
+            expected = keep * g + reg.lam * q_before / q_before.norm(dim=1, keepdim=True)
+            buf.mul_(0.99).add_(expected)
+            torch.testing.assert_close(q.detach(), q_before - 0.1 * buf, rtol=0, atol=1e-14)
+
+
+def test_resrep_forgets_the_smallest_rows_until_the_budget_granularity_and_floor():
+    reg = R.ResRep(flops_target=0.6, granularity=5, min_channels=30)
+    model, _, _ = attached(reg)
+    g0, g1, g2 = reg.groups[:3]  # 32, 32 and 64 channels
+    with torch.no_grad():  # row norms: channel k of group i has 1 + i + k/100; group 1's are all tiny
+        for i, q in enumerate(reg.params):
+            q.copy_(torch.diag(1 + i + torch.arange(q.shape[0], dtype=q.dtype) / 100))
+        reg.params[1].mul_(0.001)
+    # over budget: 5 more than forgotten so far, in ascending norm, no group below 30 channels
+    assert reg.select() == {g1: [0, 1], g0: [0, 1], g2: [0]}
+    reg.forget = reg.select()
+    assert reg.select() == {g1: [0, 1], g0: [0, 1], g2: [0, 1, 2, 3, 4, 5]}
+    # once the forgotten channels meet the budget, the selection is redone without the granularity limit: the
+    # shortest prefix of the ranking (floors skipped) that meets it
+    reg.forget = {name: list(range(reg.model.widths[g.width] - 30)) for name, g in
+                  zip(reg.groups, model.channel_groups(), strict=True)}
+    assert reg.flops_kept() <= 0.6
+    chosen = reg.select()
+    on = {name: reg.model.widths[g.width] - len(chosen.get(name, [])) for name, g in
+          zip(reg.groups, model.channel_groups(), strict=True)}
+    assert reg.macs(on) <= 0.6 * reg.full_macs and sum(map(len, chosen.values())) > 10
+    last = max(chosen, key=lambda k: float(reg.params[reg.groups.index(k)][chosen[k][-1]].norm()))
+    assert reg.macs({**on, last: on[last] + 1}) > 0.6 * reg.full_macs
+    reg.forget = chosen
+    scores = reg.importance()(model)
+    assert all((scores[k][v] == 0).all() and int((scores[k] > 0).sum()) == len(scores[k]) - len(v)
+               for k, v in chosen.items())
+
+
+# ---- end to end on digits ----------------------------------------------------------------------------------
+DIGITS = ["model=vgg_tiny", "dataset=digits", "dataset.size=8", "optimizer.lr=0.05", "progress=false",
+          "latency=false", "threads=1"]
+RUNS = {
+    "sss": ["regularizer=sss", "regularizer.lam=0.3", "schedule.train.epochs=2", "schedule.finetune.epochs=1",
+            "schedule.prune.on_empty=keep_min"],
+    "dmc": ["regularizer=dmc", "regularizer.lam=100", "schedule=gates", "schedule.pretrain.epochs=2",
+            "schedule.train.epochs=2", "schedule.finetune.epochs=1", "schedule.prune.on_empty=keep_min"],
+    "gdp": ["regularizer=gdp", "regularizer.lam=20", "regularizer.init=0.3", "schedule=gates",
+            "schedule.pretrain.epochs=2", "schedule.train.epochs=2", "schedule.finetune.epochs=1",
+            "schedule.prune.on_empty=keep_min"],
+    "resrep": ["regularizer=resrep", "regularizer.warmup=5", "regularizer.every=5", "regularizer.lam=1e-3",
+               "regularizer.flops_target=0.7", "schedule=gates", "schedule.pretrain.epochs=2",
+               "schedule.train.epochs=2", "schedule.finetune.epochs=1"],
+}
+
+
+@pytest.mark.parametrize("method", list(RUNS))
+def test_method_trains_prunes_and_compacts_on_digits(method, tmp_path):
+    from regprune.run import run
+
+    metrics = run(compose([*DIGITS, *RUNS[method], f"run.root={tmp_path}"]))
+    assert metrics["status"] == "complete" and metrics["prune_importance"] in ("gate", "resrep_forgotten")
+    assert metrics["prune_criterion"] == "threshold"
+    assert metrics["acc_pruned"] == metrics["acc_pruned_masked"]  # folding and compaction are exact
+    assert metrics["channels_pruned_ratio"] > 0 and metrics["macs"] < metrics["macs_unpruned"]
+    run_dir = Path(metrics["run_dir"])
+    assert load_checkpoint(run_dir / "trained.pt")["spec"]["gates"]  # the gates travel with the trained model
+    final = load_pruned(run_dir)
+    assert not any(isinstance(m, GATED) for m in final.modules()) and "gates" not in final.spec()
+    history = (run_dir / "history.csv").read_text()
+    assert "gates_closed" in history or "forgotten" in history
+
+
+def test_sss_blocks_remove_residual_blocks_on_digits(tmp_path):
+    from regprune.run import run
+
+    metrics = run(compose([*DIGITS, "model=resnet20", "regularizer=sss", "regularizer.structures=blocks",
+                           "regularizer.lam=0.5", "schedule.train.epochs=2", "schedule.finetune.epochs=1",
+                           f"run.root={tmp_path}"]))
+    assert metrics["blocks_removed"] and metrics["acc_pruned"] == metrics["acc_pruned_masked"]
+    model = load_pruned(metrics["run_dir"])
+    removed = [g for g in model.channel_groups() if g.branch in metrics["blocks_removed"]]
+    assert removed and all(model.widths[g.width] == 0 for g in removed)
+    assert metrics["macs"] < metrics["macs_unpruned"]
+
+
+@pytest.mark.parametrize("method", ["sss", "resrep"])
+def test_gate_phase_crash_then_resume_matches_uninterrupted(method, tmp_path):
+    """Gate values, momentum buffers and ResRep's selection are in the checkpoint: a killed penalty phase resumes
+    to the same end."""
+    args = [*DIGITS, *RUNS[method]]
+    train([*args, f"run.root={tmp_path / 'a'}"])
+    crashed = train([*args, crash(at_step=60 if method == "resrep" else 30), f"run.root={tmp_path / 'b'}"],
+                    check=False)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    train([*args, "resume=auto", f"run.root={tmp_path / 'b'}"])
+    results = []
+    for root in ("a", "b"):
+        (run_dir,) = (tmp_path / root / "default").iterdir()
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        results.append({k: metrics[k] for k in ("acc_trained_final", "acc_pruned", "kept_channels",
+                                                "acc_finetuned_final", "macs")})
+    assert results[0] == results[1]
