@@ -83,8 +83,8 @@ SUBGRADIENT = {
     "lp_3_4": lambda: R.BNLp(1e-2, p=0.75),
     "lp_2_3": lambda: R.BNLp(1e-2, p=2 / 3),
     "tl1": lambda: R.BNTL1(1e-2, a=0.5),
-    "mcp": lambda: R.BNMCP(0.1, a=5.0),  # aλ = 0.5: both the quadratic and the flat part
-    "scad": lambda: R.BNSCAD(0.1, a=5.0),  # all three pieces over γ ∈ [0.02, 1.02]
+    "mcp": lambda: R.BNMCP(0.1, gamma_sat=0.5),  # a = 5: both the quadratic and the flat part
+    "scad": lambda: R.BNSCAD(0.1, gamma_sat=0.5),  # a = 5: all three pieces over γ ∈ [0.02, 1.02]
     "polarization": lambda: R.Polarization(1e-2, t=1.2),
     "rsnli": lambda: R.CostWeightedL1(1e-2, update="subgradient"),
     "group_lasso": lambda: R.GroupLasso(1e-2),
@@ -140,7 +140,7 @@ def test_after_backward_adds_exactly_the_penalty_gradient(name, model_name):
 
 
 def test_gate_gradients_of_bn_penalties_are_the_closed_forms():
-    """Against the formulas of papers.md §1 directly (not only autograd)."""
+    """Against the formulas of docs/methods.md directly (not only autograd)."""
     model, x, y = model_and_batch()
     gam = torch.cat([bn.weight.detach() for bn in model.gate_modules().values()])
     s = gam.sign()
@@ -150,8 +150,8 @@ def test_gate_gradients_of_bn_penalties_are_the_closed_forms():
         R.BNL1(lam): lam * s,
         R.BNLp(lam, p=0.5): lam * 0.5 * s * a ** -0.5,
         R.BNTL1(lam, a=0.5): lam * 0.5 * 1.5 * s / (0.5 + a) ** 2,
-        R.BNMCP(lam, a=5.0): s * (lam - a / 5).clamp_min(0),
-        R.BNSCAD(lam, a=5.0): s * torch.where(a <= lam, lam, ((5 * lam - a) / 4).clamp_min(0)),
+        R.BNMCP(lam, gamma_sat=0.5): s * (lam - a / 5).clamp_min(0),
+        R.BNSCAD(lam, gamma_sat=0.5): s * torch.where(a <= lam, lam, ((5 * lam - a) / 4).clamp_min(0)),
     }
     for reg, want in cases.items():
         reg.attach(model)
@@ -198,8 +198,8 @@ PROX = {
     "lp_half": (lambda: R.BNLp(0.5, p=0.5, update="prox"), lambda v, lr: prox.half(v, lr * 0.5)),
     "lp_2_3": (lambda: R.BNLp(0.5, p=2 / 3, update="prox"), lambda v, lr: prox.two_thirds(v, lr * 0.5)),
     "tl1": (lambda: R.BNTL1(0.5, a=1.0, update="prox"), lambda v, lr: prox.tl1(v, lr * 0.5, 1.0)),
-    "mcp": (lambda: R.BNMCP(0.5, a=3.0, update="prox"), lambda v, lr: prox.firm(v, 0.5, 3.0, lr)),
-    "scad": (lambda: R.BNSCAD(0.5, a=3.7, update="prox"), lambda v, lr: prox.scad(v, 0.5, 3.7, lr)),
+    "mcp": (lambda: R.BNMCP(0.5, gamma_sat=1.5, update="prox"), lambda v, lr: prox.firm(v, 0.5, 3.0, lr)),
+    "scad": (lambda: R.BNSCAD(0.5, gamma_sat=2.0, update="prox"), lambda v, lr: prox.scad(v, 0.5, 4.0, lr)),
     "polarization": (lambda: R.Polarization(1e-2, a=0.9), lambda v, lr: v.clamp(0, 0.9)),
 }
 
@@ -429,7 +429,8 @@ def test_hgl_default_critical_magnitude_is_the_gradient_crossing():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"_target_": "BNLp", "p": 1.0}, "p=1.0"), ({"_target_": "BNLp", "p": 0.75, "update": "prox"}, "update='prox'"),
-    ({"_target_": "BNMCP", "a": 1.0}, "a=1.0"), ({"_target_": "BNSCAD", "a": 2.0}, "a=2.0"),
+    ({"_target_": "BNMCP", "gamma_sat": 1e-4}, "gamma_sat=0.0001"),
+    ({"_target_": "BNSCAD", "gamma_sat": 2e-4}, "gamma_sat=0.0002"), ({"_target_": "BNMCP", "lam": 0.0}, "lam=0.0"),
     ({"_target_": "GroupLasso", "groups": "rows"}, "groups='rows'"), ({"_target_": "HGL", "lam": 0.0}, "m_star"),
     ({"_target_": "GrowingL2", "ratio": 1.0}, "ratio=1.0"), ({"_target_": "Polarization", "t": 0}, "t=0"),
 ])
