@@ -43,6 +43,21 @@ def test_bn_parameters_can_be_excluded_from_weight_decay():
     assert Adam(lr=1e-3).build(model).defaults["betas"] == (0.9, 0.999)
 
 
+def test_a_phase_can_set_its_own_weight_decay_and_a_plain_pretraining_phase_comes_first():
+    from regprune.engine.schedule import Schedule
+
+    model = build_model("vgg_tiny", num_classes=10, in_channels=1)
+    groups = SGD(weight_decay=1e-4, bn_weight_decay=False).build(model, weight_decay=5e-4).param_groups
+    assert [g["weight_decay"] for g in groups] == [5e-4, 0.0]  # BN still excluded when the optimizer says so
+    assert Adam(weight_decay=1e-4).build(model).param_groups[0]["weight_decay"] == 1e-4
+    s = Schedule(pretrain={"epochs": 2, "weight_decay": 5e-4}, train={"epochs": 3}, prune={}, finetune={})
+    assert [n for n, _ in s.phases()] == ["pretrain", "train", "prune", "finetune"]
+    assert not s.pretrain.penalty and s.pretrain.weight_decay == 5e-4 and s.train.weight_decay is None
+    assert [n for n, _ in Schedule(pretrain={}, train={}, prune={}, start_from="x").phases()] == ["prune"]
+    with pytest.raises(ValueError, match="weight_decay"):
+        Schedule(train={"weight_decay": -1.0})
+
+
 @pytest.mark.parametrize("epochs", [160, 7, 3])
 def test_step_schedule_decays_at_rounded_fractions(epochs):
     lrs = [lr_at(e, epochs, 0.1, "step", [0.5, 0.75], 0.1) for e in range(epochs)]

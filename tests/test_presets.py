@@ -67,6 +67,28 @@ def test_bui_penalties_act_on_every_gate_at_initialisation(row):
     assert all((g.grad != 0).all() for g in reg.gammas)
 
 
+GREG = sorted(p.stem for p in (ROOT / "configs/experiment/survey").glob("*_greg.yaml"))
+
+
+@pytest.mark.parametrize("row", GREG)
+def test_greg_presets_start_from_a_trained_model_in_the_authors_protocol(row):
+    """GReg prunes a trained model: a plain pre-training phase, the penalty phase (ended by its stopping
+    rule; epochs is a ceiling), pruning of the selected filters, fine-tuning; weight decay 5e-4 in every
+    phase, plain momentum (Regularization-Pruning's CIFAR commands)."""
+    cfg = compose([f"experiment=survey/{row}"])
+    phases = instantiate(cfg.schedule).phases()
+    assert [name for name, _ in phases] == ["pretrain", "train", "prune", "finetune"]
+    settings = dict(phases)
+    assert not settings["pretrain"].penalty and settings["train"].penalty and not settings["finetune"].penalty
+    assert [settings[k].weight_decay for k in ("pretrain", "train", "finetune")] == [5e-4] * 3
+    assert (settings["train"].lr, settings["train"].lr_schedule) == (1e-3, "constant")
+    assert (settings["finetune"].epochs, settings["finetune"].lr) == (120, 0.01)
+    assert settings["prune"].ratio == cfg.regularizer.ratio and settings["prune"].criterion == "auto"
+    reg = instantiate(cfg.regularizer)
+    assert (reg.delta, reg.every, reg.lam, reg.mag_ratio_limit, reg.stabilize) == (1e-4, 10, 1.0, 1000.0, 10000)
+    assert (cfg.optimizer.nesterov, cfg.optimizer.bn_weight_decay, cfg.optimizer.momentum) == (False, True, 0.9)
+
+
 def sweep_jobs(name: str) -> list[list[str]]:
     """The override lists of every job of a sweep config (its params' cartesian product)."""
     from itertools import product
@@ -138,8 +160,8 @@ def test_sweep_jobs_compose_with_three_seeds(sweep):
         typed(cfg)
         assert cfg.resume == "auto"
         phases = [name for name, _ in instantiate(cfg.schedule).phases()]
-        if sweep.endswith("_train"):  # stage 1 trains only; stage 2 starts at pruning
-            assert phases == ["train"]
+        if sweep.endswith("_train"):  # stage 1 trains only (GReg: pre-training, then its penalty); stage 2 prunes
+            assert phases[-1] == "train" and set(phases) <= {"pretrain", "train"}
         else:
             assert phases[0] == "prune" and cfg.schedule.start_from.endswith(f"-trained-s{cfg.seed}")
 
@@ -166,8 +188,10 @@ def test_preset_trains_one_epoch_on_synthetic_data(preset, tmp_path):
     classes = "100" if "c100" in preset else "10"
     # one epoch does not polarise γ: its valley criterion has nothing to find yet
     extra = ["schedule.prune.criterion=percentile"] if "polarization" in preset else []
-    tiny = TINY if compose([f"experiment={preset}"]).schedule.get("finetune") else [
+    schedule = compose([f"experiment={preset}"]).schedule
+    tiny = TINY if schedule.get("finetune") else [
         a for a in TINY if not a.startswith("schedule.finetune")]  # baselines: schedule=train has no fine-tuning
+    tiny = tiny + (["schedule.pretrain.epochs=1"] if schedule.get("pretrain") else [])
     proc = train([f"experiment={preset}", *tiny, f"dataset.num_classes={classes}", f"run.root={tmp_path}", *extra],
                  timeout=900)
     metrics = proc.stdout.strip().splitlines()[-1].removeprefix("run folder: ")

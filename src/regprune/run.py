@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import random
@@ -107,13 +108,19 @@ def check_same_architecture(payload: dict, configured: PrunableModel, path: Path
                         f"{ours['class'].rpartition('.')[2]}({mine})")
 
 
-def check_compatible(regularizer, model: PrunableModel) -> None:
-    """Fail before any work if the regularizer cannot act on this model (e.g. γ penalties need BN)."""
+def check_compatible(regularizer: Regularizer, model: PrunableModel, schedule: Schedule) -> None:
+    """Fail before any work if the regularizer cannot act on this model (e.g. γ penalties need BN) or in this
+    schedule. A copy attaches, so that the regularizer starts its own state when its phase starts."""
     try:
-        regularizer.attach(model)
+        copy.deepcopy(regularizer).attach(model)
     except ValueError as e:
         raise UserError(f"regularizer={regularizer.name} cannot be used with model={type(model).__name__}: {e}") \
             from None
+    phases = schedule.phases()
+    if getattr(regularizer, "needs_trained_model", False) and phases and getattr(phases[0][1], "penalty", False):
+        raise UserError(f"regularizer={regularizer.name} selects what to prune from a trained model, but its penalty "
+                        f"phase '{phases[0][0]}' starts from initial weights: add a plain training phase before it "
+                        "(schedule.pretrain, e.g. +schedule.pretrain.epochs=160)")
 
 
 @dataclass
@@ -138,7 +145,7 @@ def build_parts(cfg: DictConfig) -> Parts:
     logger = component(cfg.logger, "logger")
     data = dataset.load()
     model = component(cfg.model, "model", num_classes=data.num_classes, in_channels=data.in_channels)
-    check_compatible(regularizer, model)
+    check_compatible(regularizer, model, schedule)
     start = start_model(schedule.start_from, model) if schedule.start_from is not None else None
     return Parts(dataset, data, model, regularizer, optimizer, schedule, logger, start)
 

@@ -22,15 +22,17 @@ class OptimizerSpec:
             raise ValueError(f"weight_decay={weight_decay} must be ≥ 0")
         self.lr, self.weight_decay, self.bn_weight_decay = float(lr), float(weight_decay), bn_weight_decay
 
-    def param_groups(self, model: nn.Module) -> list[dict]:
+    def param_groups(self, model: nn.Module, weight_decay: float | None = None) -> list[dict]:
+        """``weight_decay``: a phase's own value (None: the optimizer's)."""
+        decay = self.weight_decay if weight_decay is None else float(weight_decay)
         if self.bn_weight_decay:
-            return [{"params": list(model.parameters()), "weight_decay": self.weight_decay}]
+            return [{"params": list(model.parameters()), "weight_decay": decay}]
         skip = _no_decay(model)
         params = list(model.parameters())
-        return [{"params": [p for p in params if id(p) not in skip], "weight_decay": self.weight_decay},
+        return [{"params": [p for p in params if id(p) not in skip], "weight_decay": decay},
                 {"params": [p for p in params if id(p) in skip], "weight_decay": 0.0}]
 
-    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+    def build(self, model: nn.Module, weight_decay: float | None = None) -> torch.optim.Optimizer:
         raise NotImplementedError
 
 
@@ -46,8 +48,8 @@ class SGD(OptimizerSpec):
             raise ValueError("nesterov=true needs momentum > 0")
         self.momentum, self.nesterov = momentum, nesterov
 
-    def build(self, model: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.param_groups(model), lr=self.lr, momentum=self.momentum,
+    def build(self, model: nn.Module, weight_decay: float | None = None) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.param_groups(model, weight_decay), lr=self.lr, momentum=self.momentum,
                                nesterov=self.nesterov)
 
 
@@ -60,8 +62,8 @@ class Adam(OptimizerSpec):
             raise ValueError(f"betas={betas} must be two values in [0, 1)")
         self.betas = betas
 
-    def build(self, model: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.param_groups(model), lr=self.lr, betas=self.betas)
+    def build(self, model: nn.Module, weight_decay: float | None = None) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.param_groups(model, weight_decay), lr=self.lr, betas=self.betas)
 
 
 def lr_at(epoch: int, epochs: int, base_lr: float, schedule: str, milestones: list[float], gamma: float) -> float:

@@ -26,7 +26,7 @@ from .loop import Accel, NonFiniteError, evaluate, train_one_epoch
 from .optim import OptimizerSpec, lr_at, set_lr
 from .schedule import PrunePhase, RecalibrateBN, Schedule, TrainPhase
 
-METRIC_PREFIX = {"train": "acc_trained", "finetune": "acc_finetuned"}
+METRIC_PREFIX = {"pretrain": "acc_pretrained", "train": "acc_trained", "finetune": "acc_finetuned"}
 FAULT_EXIT_CODE = 86  # the abrupt exit of fault injection (tests of exact resume)
 
 
@@ -156,7 +156,7 @@ class Runner:
             reg.attach(model)
             if state.regularizer:
                 reg.load_state_dict(state.regularizer)
-        optimizer = self.optimizer_spec.build(model)
+        optimizer = self.optimizer_spec.build(model, phase.weight_decay)
         if state.optimizer is not None:
             optimizer.load_state_dict(state.optimizer)
         base_lr = phase.lr if phase.lr is not None else self.optimizer_spec.lr

@@ -1,8 +1,10 @@
-"""A schedule is an ordered list of phases: train (with penalty) → prune → recalibrate BN → fine-tune.
+"""A schedule is an ordered list of phases: pretrain (no penalty) → train (with penalty) → prune →
+recalibrate BN → fine-tune.
 
 ``Schedule`` is instantiated from ``configs/schedule/*.yaml``; a phase whose section is null is absent
-(``schedule=train`` has only ``train``). ``start_from`` points at an earlier run's folder: its
-penalty-trained model is pruned here, so several ratios share one trained model.
+(``schedule=train`` has only ``train``; ``pretrain`` is absent unless a preset adds it, e.g. GReg, which
+starts from a trained model). ``start_from`` points at an earlier run's folder: its penalty-trained model
+is pruned here, so several ratios share one trained model.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ class TrainPhase:
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
     lr_gamma: float = 0.1
     penalty: bool = True  # apply the regularizer in this phase
+    weight_decay: float | None = None  # None: the optimizer's
 
     def __post_init__(self):
         if self.epochs < 0:
             raise ValueError(f"epochs={self.epochs} must be ≥ 0")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr={self.lr} must be > 0")
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay={self.weight_decay} must be ≥ 0")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule={self.lr_schedule!r}: choose from {list(LR_SCHEDULES)}")
         self.milestones = [float(m) for m in self.milestones]
@@ -83,8 +88,10 @@ class RecalibrateBN:
 class Schedule:
     def __init__(self, name: str = "ns", train: dict | None = None, prune: dict | None = None,
                  recalibrate_bn: dict | None = None, finetune: dict | None = None,
-                 start_from: str | None = None):
+                 start_from: str | None = None, pretrain: dict | None = None):
         self.name = name
+        self.pretrain = _build(TrainPhase, "pretrain", {"penalty": False, **pretrain}) if pretrain is not None \
+            else None
         self.train = _build(TrainPhase, "train", train) if train is not None else None
         self.prune = _build(PrunePhase, "prune", prune) if prune is not None else None
         self.recalibrate_bn = _build(RecalibrateBN, "recalibrate_bn", recalibrate_bn) if recalibrate_bn else None
@@ -97,8 +104,10 @@ class Schedule:
             raise ValueError("schedule.finetune needs schedule.prune")
 
     def phases(self) -> list[tuple[str, object]]:
-        """(phase name, settings) in order; a run with ``start_from`` skips ``train``."""
+        """(phase name, settings) in order; a run with ``start_from`` skips ``pretrain`` and ``train``."""
         out = []
+        if self.pretrain is not None and self.start_from is None:
+            out.append(("pretrain", self.pretrain))
         if self.train is not None and self.start_from is None:
             out.append(("train", self.train))
         if self.prune is not None:
