@@ -1,5 +1,5 @@
-"""Published numbers (``results/reference/*.csv``, transcribed from papers.md §3-§4) and their comparison
-with collected runs.
+"""Published numbers (``results/reference/*.csv``, transcribed from the papers named in
+results/reference/README.md) and their comparison with collected runs.
 
 Each reference CSV keeps its paper's own columns; ``SOURCES`` maps them onto our metric names, so a
 reference becomes long rows (source, dataset, model, method, ratio, metric, paper). A row matches a

@@ -1,7 +1,7 @@
 """Channel masks from BN scale factors: global percentile or per-layer ratio, with an empty-layer guard.
 
 Scores are |γ| of each group's gate BNs (the mean over gates when a group has several, as for a
-coupled residual stream). Following NS (papers.md §3, §6), a channel survives only if its score is
+coupled residual stream). Following NS (docs/methods.md, Pruning criteria), a channel survives only if its score is
 strictly above the threshold; a layer that would lose every channel is either an error or is
 topped up to ``min_channels`` of its best channels, and the record says so.
 """

@@ -1,5 +1,5 @@
 """ℓ1/2 on every conv/linear weight by stochastic proximal gradient (Tang et al. 2023; docs/methods.md,
-ℓ1/2 stochastic proximal gradient).
+L1/2 stochastic proximal gradient).
 
 After each optimizer step v = w − η·(update), every weight becomes w ← half(v, η·λ) (exact half thresholding,
 or our cheaper polynomial approximation with ``approx=true``), one flat vector over all weights. With SGD
