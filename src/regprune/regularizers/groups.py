@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..analysis.magnitudes import ZERO_THRESHOLD
-from ..models.base import PrunableModel
+from ..models.base import ChannelGroup, PrunableModel
 from . import penalties as P
 from .base import Regularizer
 
@@ -53,7 +53,7 @@ def first_conv(model: nn.Module) -> str | None:
     return next((n for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
 
 
-def gate_slices(model: PrunableModel, group, modules: dict[str, nn.Module]) -> list[tuple[nn.Parameter, int]]:
+def gate_slices(group: ChannelGroup, modules: dict[str, nn.Module]) -> list[tuple[nn.Parameter, int]]:
     """γ and β of the group's gate BNs that are narrowed with it (listed in ``out``)."""
     return [(p, 0) for b in group.gates if b in group.out for p in (modules[b].weight, modules[b].bias)]
 
@@ -61,7 +61,7 @@ def gate_slices(model: PrunableModel, group, modules: dict[str, nn.Module]) -> l
 def gate_params(model: PrunableModel) -> list[nn.Parameter]:
     """Every prunable channel's gate γ and β (``gate_slices`` over all groups), each tensor once."""
     modules = dict(model.named_modules())
-    params = [p for g in model.channel_groups() for p, _ in gate_slices(model, g, modules)]
+    params = [p for g in model.channel_groups() for p, _ in gate_slices(g, modules)]
     return list({id(p): p for p in params}.values())
 
 
@@ -70,7 +70,8 @@ def weight_groups(model: PrunableModel, grouping: str = "filters", exclude_first
     """The penalised groups (module docstring): the channel groups' slices, then with ``all_convs`` the
     filters of every other conv."""
     modules = dict(model.named_modules())
-    skip = modules[first_conv(model)].weight if exclude_first and first_conv(model) else None
+    first = first_conv(model) if exclude_first else None
+    skip = modules[first].weight if first is not None else None
     names, slices = [], []
     for g in model.channel_groups():
         out = [(modules[n].weight, 0) for n in g.out if isinstance(modules[n], WEIGHT_TYPES)]
@@ -79,7 +80,7 @@ def weight_groups(model: PrunableModel, grouping: str = "filters", exclude_first
                   if w is not skip]
         if chosen:
             names.append(g.name)
-            slices.append(chosen + (gate_slices(model, g, modules) if bn else []))
+            slices.append(chosen + (gate_slices(g, modules) if bn else []))
     if penalize == "all_convs":
         covered = {id(w) for s in slices for w, d in s if d == 0}
         for n, m in modules.items():
@@ -134,6 +135,8 @@ class GroupPenalty(Regularizer):
     """Σ_g Σ_k φ_g(m_{g,k}) with m a norm of channel k's weight group; subclasses define φ and φ'.
 
     ``norm`` (class attribute): ``l2`` (group lasso family), ``sq`` (growing L2), ``l1`` (Li/Hu family).
+    The groups are ``weight_groups(model, groups, exclude_first, bn, penalize)``; ``channel_scores`` scores every
+    channel group of the prune mode by ``score`` (with the channel's γ, β when ``bn``).
     The gradient ∂φ(m)/∂w = φ'(m)·∂m/∂w is added to every slice after backward; ∂m/∂w = w/m for ``l2``
     (0 for an all-zero group), 2w for ``sq``, sign(w) (or the smoothed |·|') for ``l1``.
     """
