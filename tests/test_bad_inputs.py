@@ -63,6 +63,11 @@ CASES = {
     "unknown lr schedule": (["schedule.train.lr_schedule=warmup"], "schedule.train.lr_schedule='warmup'"),
     "unknown fault phase": (["fault.after_phase=lunch"], "fault.after_phase='lunch'"),
     "missing start_from": (["schedule.start_from=/nonexistent/run"], "checkpoint not found: /nonexistent/run"),
+    "MCP flat at every initial gamma": (["regularizer=mcp", "regularizer.gamma_sat=0.4"],
+                                        "regularizer=mcp: the penalty's gradient is 0 at every gate γ"),
+    "MCP saturating below lambda": (["regularizer=mcp", "regularizer.gamma_sat=1e-5"],
+                                    "regularizer.gamma_sat=1e-05 must be > 1·lam"),
+    "GReg on initial weights": (["regularizer=greg"], "add a plain training phase before it (schedule.pretrain"),
     "existing run folder": ([], "already exists; pass resume=auto"),
     "diverging training": (["optimizer.lr=1e30", "run.name=diverge"], "non-finite"),
 }

@@ -110,9 +110,10 @@ def check_same_architecture(payload: dict, configured: PrunableModel, path: Path
 
 def check_compatible(regularizer: Regularizer, model: PrunableModel, schedule: Schedule) -> None:
     """Fail before any work if the regularizer cannot act on this model (e.g. γ penalties need BN) or in this
-    schedule. A copy attaches, so that the regularizer starts its own state when its phase starts."""
+    schedule. Copies attach, so that the regularizer starts its own state (e.g. GReg's selection) when its
+    phase starts, and the model keeps no hook of the check."""
     try:
-        copy.deepcopy(regularizer).attach(model)
+        copy.deepcopy(regularizer).attach(copy.deepcopy(model))
     except ValueError as e:
         raise UserError(f"regularizer={regularizer.name} cannot be used with model={type(model).__name__}: {e}") \
             from None
