@@ -64,6 +64,11 @@ CASES = {
     "unknown stop_after phase": (["schedule.stop_after=lunch"], "schedule.stop_after='lunch' is not a phase"),
     "flops target out of range": (["schedule.prune.flops_target=1.5"], "schedule.prune.flops_target=1.5 is outside"),
     "missing start_from": (["schedule.start_from=/nonexistent/run"], "checkpoint not found: /nonexistent/run"),
+    "MCP flat at every initial gamma": (["regularizer=mcp", "regularizer.gamma_sat=0.4"],
+                                        "regularizer=mcp: the penalty's gradient is 0 at every gate γ"),
+    "MCP saturating below lambda": (["regularizer=mcp", "regularizer.gamma_sat=1e-5"],
+                                    "regularizer.gamma_sat=1e-05 must be > 1·lam"),
+    "GReg on initial weights": (["regularizer=greg"], "add a plain training phase before it"),
     "existing run folder": ([], "already exists; pass resume=auto"),
     "diverging training": (["optimizer.lr=1e30", "run.name=diverge"], "non-finite"),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import random
@@ -112,14 +113,22 @@ def check_same_architecture(payload: dict, configured: PrunableModel, path: Path
                         f"{ours['class'].rpartition('.')[2]}({mine})")
 
 
-def check_compatible(regularizer, model: PrunableModel) -> None:
-    """Fail before any work if the regularizer cannot act on this model (e.g. γ penalties need BN)."""
+def check_compatible(regularizer: Regularizer, model: PrunableModel, schedule: Schedule) -> None:
+    """Fail before any work if the regularizer cannot act on this model (e.g. γ penalties need BN) or in this
+    schedule. Copies attach, so the model keeps nothing of the check (the runner attaches fresh regularizers)."""
     try:
-        regularizer.attach(model)
+        copy.deepcopy(regularizer).attach(copy.deepcopy(model))
     except ValueError as e:
         raise UserError(f"regularizer={regularizer.name} cannot be used with model={type(model).__name__}: {e}") \
             from None
-    regularizer.detach()
+    plan = schedule.plan()
+    first = plan[0][1] if plan else None
+    if getattr(regularizer, "needs_trained_model", False) and schedule.start_from is None and \
+            getattr(first, "penalty", False):
+        raise UserError(f"regularizer={regularizer.name} selects what to prune from a trained model, but its penalty "
+                        f"phase '{plan[0][0]}' starts from initial weights: add a plain training phase before it "
+                        "(schedule=greg has one), or start from a trained run (schedule.start_from=<run> "
+                        "schedule.start_at=train)")
 
 
 @dataclass
@@ -148,7 +157,7 @@ def build_parts(cfg: DictConfig, settings: RunConfig, device: torch.device) -> P
     perf = accel(settings, device)
     data = dataset.loaders(device, settings.seed, perf.memory_format)
     model = component(cfg.model, "model", num_classes=data.num_classes, in_channels=data.in_channels)
-    check_compatible(regularizer, model)
+    check_compatible(regularizer, model, schedule)
     start = start_model(schedule.start_from, model) if schedule.start_from is not None else None
     return Parts(dataset, data, perf, model, regularizer, optimizer, schedule, logger, callbacks, start)
 
