@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import sys
@@ -55,17 +57,35 @@ def first_of_each_sweep(overrides: list[str]) -> list[str]:
 
 
 def preflight(argv: list[str]) -> None:
-    """Compose the config once before Hydra does, so a typo or bad value is one line, not a traceback."""
+    """Compose the config once before Hydra does, so a typo or bad value is one line, not a traceback.
+
+    The command line is read with Hydra's own parser, so every Hydra flag keeps its meaning (``--cfg job``,
+    ``-p regularizer``, ``--info defaults``, ``-cn``/``-cp``/``-cd``); only the overrides are checked here.
+    """
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:  # --version, or a malformed flag: Hydra answers it as usual
+        return
+    if args.shell_completion or args.experimental_rerun or (args.config_path or "").startswith("pkg://"):
+        return
+    config_dir = CONFIG_DIR if args.config_path is None else CONFIG_DIR.parent / args.config_path
+    overrides = [o for o in args.overrides if not o.lstrip("+~").startswith("hydra")]
+    if args.config_dir is not None:
+        overrides.append(f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]")
+    compose_or_fail(config_dir, args.config_name or "config", overrides)
+
+
+def compose_or_fail(config_dir: Path, config_name: str, overrides: list[str]) -> None:
     from hydra import compose, initialize_config_dir
 
-    if any(a.startswith(("--config", "-cn", "-cp", "-cd")) for a in argv):
-        return  # another primary config: leave composition to Hydra
-    overrides = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
     register_schema()
     try:
         overrides = first_of_each_sweep(overrides)
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            compose("config", overrides=overrides)
+        with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+            compose(config_name, overrides=overrides)
     except Exception as e:
         fail(explain(e))
 
