@@ -65,6 +65,10 @@ CASES = {
     "missing start_from": (["schedule.start_from=/nonexistent/run"], "checkpoint not found: /nonexistent/run"),
     "existing run folder": ([], "already exists; pass resume=auto"),
     "diverging training": (["optimizer.lr=1e30", "run.name=diverge"], "non-finite"),
+    "lambda not a number": (["regularizer.lam=abc"], "regularizer.lam='abc': expected float, got str"),
+    "unknown top-level key": (["+sed=1"], "unknown top-level key(s) sed"),
+    "unknown nested preset": (["experiment=ns2017/c10_vgg19_p7"], "available experiment/ns2017 options: "
+                              "c100_densenet40_baseline"),
 }
 
 

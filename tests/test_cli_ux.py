@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT, train
+from conftest import ROOT, compose, train
 from regprune.cli import preflight
 
 # every Hydra flag that takes a value or changes what is shown, in both spellings
@@ -38,3 +38,41 @@ def test_flags_behave_as_in_plain_hydra(args, tmp_path):
     plain = train(args, check=False, env={"REGPRUNE_NO_PREFLIGHT": "1"})
     assert (ours.returncode, ours.stdout, ours.stderr) == (plain.returncode, plain.stdout, plain.stderr)
     assert ours.returncode == 0 and ours.stdout.strip()
+
+
+# -- item 7: wrong types, unknown keys, nested presets -------------------------------------------------
+@pytest.mark.parametrize("override, message", [
+    ("regularizer.lam=abc", "regularizer.lam='abc': expected float, got str"),
+    ("schedule.prune.ratio=half", "schedule.prune.ratio='half': expected float, got str"),
+    ("dataset.batch_size=1.5", "dataset.batch_size=1.5: expected int, got float"),
+    ("model.widths=[1,a]", "model.widths=[1, 'a']: expected list of int or null, got list"),
+    ("+regularizer.lamda=1", "regularizer: unknown key 'lamda'; allowed: lam, update"),
+])
+def test_wrong_type_names_key_value_and_type(override, message):
+    from regprune.errors import UserError
+    from regprune.run import component
+
+    cfg = compose([override])
+    key = override.lstrip("+").split(".")[0]
+    with pytest.raises(UserError) as e:
+        component(cfg[key], key, **({"num_classes": 10, "in_channels": 1} if key == "model" else {}))
+    assert str(e.value) == message
+
+
+def test_unknown_top_level_key_is_an_error():
+    from regprune.errors import UserError
+    from regprune.run import run_folder
+
+    with pytest.raises(UserError, match=r"unknown top-level key\(s\) sead \(a typo after '\+'\?\)"):
+        run_folder(compose(["+sead=1"]))
+
+
+@pytest.mark.parametrize("preset, listed", [
+    ("experiment=ns2017/c10_vgg19_p7", "available experiment/ns2017 options: c100_densenet40_baseline, "),
+    ("experiment=nss2017", "available experiment options: demo, demo_baseline, bui2020/..., li2024/..., mini/..."),
+])
+def test_unknown_nested_preset_lists_nested_presets(preset, listed, capsys):
+    with pytest.raises(SystemExit):
+        preflight([preset])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: ") and listed in line and "_settings" not in line

@@ -80,14 +80,32 @@ def preflight(argv: list[str]) -> None:
 
 def compose_or_fail(config_dir: Path, config_name: str, overrides: list[str]) -> None:
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import MissingConfigException
 
     register_schema()
     try:
         overrides = first_of_each_sweep(overrides)
         with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
-            compose(config_name, overrides=overrides)
+            try:
+                compose(config_name, overrides=overrides)
+            except MissingConfigException as e:
+                first = str(e).strip().splitlines()[0]
+                fail(f"{first}; {available(e.missing_cfg_file, GlobalHydra.instance().config_loader())}"
+                     if e.missing_cfg_file and "/" in e.missing_cfg_file else first)
     except Exception as e:
         fail(explain(e))
+
+
+def available(missing: str, loader) -> str:
+    """The presets next to a missing ``group/[sub/]option``: the options of the deepest group that exists,
+    with its sub-groups as ``sub/...`` (internal fragments, named ``_*``, left out)."""
+    parts = missing.split("/")
+    group = next("/".join(parts[:i]) for i in range(len(parts), 0, -1)
+                 if i == 1 or loader.get_group_options("/".join(parts[:i])) or loader.list_groups("/".join(parts[:i])))
+    names = [o for o in loader.get_group_options(group) if not o.startswith("_")]
+    names += [f"{g}/..." for g in sorted(loader.list_groups(group))]
+    return f"available {group} options: {', '.join(names)}"
 
 
 def execute(cfg: DictConfig) -> dict | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -28,6 +28,7 @@ from .models.base import PrunableModel
 from .pruning.io import load_checkpoint, model_from_payload
 from .regularizers.base import Regularizer
 from .tracking.record import RunRecord, provenance
+from .typecheck import check_arguments
 
 # keys that do not change a run's results, so changing them keeps its run id (and its folder)
 HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "fault", "latency",
@@ -35,8 +36,9 @@ HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_ev
 
 
 def component(node: DictConfig, key: str, **kwargs):
-    """Instantiate a ``_target_`` node; a constructor's complaint becomes a one-line error naming ``key``."""
+    """Instantiate a ``_target_`` node; a wrong type or a constructor's complaint is a one-line error naming ``key``."""
     try:
+        check_node(OmegaConf.to_container(node, resolve=True), kwargs)
         return instantiate(node, **kwargs)
     except Exception as e:
         cause = e
@@ -49,10 +51,28 @@ def component(node: DictConfig, key: str, **kwargs):
         raise UserError(f"{key}{sep}{msg}") from None
 
 
+def check_node(values: dict, given: dict) -> None:
+    """Check a ``_target_`` node's values (and its nested ``_target_`` nodes') against the constructor's type hints."""
+    arguments = {k: v for k, v in values.items() if not k.startswith("_")}
+    for name, value in arguments.items():
+        if isinstance(value, dict) and "_target_" in value:
+            try:
+                check_node(value, {})
+            except ValueError as e:
+                raise ValueError(f"{name}.{e}" if re.match(r"^[\w.]+=", str(e)) else f"{name}: {e}") from None
+    nested = {k for k, v in arguments.items() if isinstance(v, dict) and "_target_" in v}
+    check_arguments(get_object(values["_target_"]), {**{k: v for k, v in arguments.items() if k not in nested},
+                                                      **given})
+
+
 def typed(cfg: DictConfig) -> RunConfig:
     """Check the typed top-level keys (types by OmegaConf, ranges by RunConfig.__post_init__)."""
+    unknown = sorted(k for k in cfg if k not in RunConfig.__dataclass_fields__)
+    if unknown:
+        raise UserError(f"unknown top-level key(s) {', '.join(unknown)} (a typo after '+'?); known: "
+                        f"{', '.join(sorted(RunConfig.__dataclass_fields__))}")
     try:
-        top = OmegaConf.masked_copy(cfg, [k for k in cfg if k in RunConfig.__dataclass_fields__])
+        top = OmegaConf.masked_copy(cfg, list(cfg))
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), top))
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", "") or ""

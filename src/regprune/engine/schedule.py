@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from ..errors import UserError
+from ..typecheck import check_arguments
 
 LR_SCHEDULES = ("step", "cosine", "constant")
 CRITERIA = ("auto", "percentile", "threshold", "valley")
@@ -22,6 +23,7 @@ def _build(cls, section: str, values) -> object:
     if unknown:
         raise ValueError(f"{section}: unknown key(s) {unknown}; allowed {sorted(known)}")
     try:
+        check_arguments(cls, values)
         return cls(**values)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{section}.{e}") from None
