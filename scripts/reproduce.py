@@ -49,8 +49,10 @@ def sweep_jobs(sweep: str, extra: list[str]) -> list[list[str]]:
 
 def job_status(sweep: str, job: list[str], extra: list[str]) -> tuple[Path, str]:
     from regprune.run import run_folder
+    from regprune.start_from import inherit_source
 
-    folder = run_folder(compose([f"sweep={sweep}", *job, *extra]))
+    overrides = [f"sweep={sweep}", *job, *extra]
+    folder = run_folder(inherit_source(compose(overrides)), overrides=overrides)
     metrics = folder / "metrics.json"
     status = json.loads(metrics.read_text()).get("status", "running") if metrics.exists() else "missing"
     return folder, status

@@ -91,7 +91,8 @@ def test_output_root_under_a_file(earlier, tmp_path):
     proc = train([*FAST, f"run.root={blocker}/runs"], check=False)
     (line,) = proc.stderr.strip().splitlines()
     assert proc.returncode == 2
-    assert line.startswith(f"error: cannot create run folder {blocker}/runs/default/vgg_tiny-digits-l1-ns-s0-")
+    assert line.startswith(f"error: cannot create run folder {blocker}/runs/default/vgg_tiny-digits-l1-ns-lr0.05-"
+                           "finetune.epochs1-prune.ratio0.5-train.epochs1-s0-")
     assert line.endswith(f": {blocker} is not a directory")
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import importlib.util
+import json
+from pathlib import Path
 
-from conftest import ROOT, compose, train
+import pytest
+import yaml
+
+from conftest import FAST, FAST_TRAIN, ROOT, compose, train
 from regprune.cli import preflight
 
 # every Hydra flag that takes a value or changes what is shown, in both spellings
@@ -76,3 +81,87 @@ def test_unknown_nested_preset_lists_nested_presets(preset, listed, capsys):
         preflight([preset])
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: ") and listed in line and "_settings" not in line
+
+
+# -- item 4: run folders name what the command line changed ------------------------------------------
+def test_run_id_names_overrides_by_value_in_any_order():
+    from regprune.run_id import run_id
+
+    def rid(overrides):
+        return run_id(compose(overrides), "vgg_tiny-digits-l1-ns", 0, overrides)
+
+    a = rid(["regularizer.lam=1e-3", "schedule.prune.ratio=0.5", "threads=1", "run.root=/x", "seed=0"])
+    assert a == rid(["schedule.prune.ratio=0.5", "regularizer.lam=0.001", "seed=0"])  # same values, same folder
+    assert a.startswith("vgg_tiny-digits-l1-ns-lam0.001-prune.ratio0.5-s0-")
+    assert rid(["optimizer=adam", "schedule.train.epochs=3", "schedule.finetune.epochs=2"]).startswith(
+        "vgg_tiny-digits-l1-ns-adam-finetune.epochs2-train.epochs3-s0-")
+    long = rid([f"dataset.{k}=1" for k in ("crop_padding", "eval_batch_size", "split_seed")] +
+               ["model.widths=[8,8,16,16,32,32]", "regularizer.update=prox"])
+    assert all(c.isalnum() or c in "._-" for c in long) and len(long) <= 140, long
+
+
+def test_sweep_folders_differ_by_the_swept_value(tmp_path):
+    proc = train(["-m", *FAST, "regularizer.lam=1e-3,1e-4", f"run.root={tmp_path}", "schedule.train.epochs=0"])
+    names = sorted(p.name for p in (tmp_path / "default").iterdir())
+    assert [n.split("-s0-")[0] for n in names] == [
+        f"vgg_tiny-digits-l1-ns-lr0.05-{lam}-finetune.epochs1-prune.ratio0.5-train.epochs0"
+        for lam in ("lam0.0001", "lam0.001")]
+    assert "2 runs in" in proc.stdout and all(str(tmp_path / "default" / n) in proc.stdout for n in names)
+
+
+# -- item 2: a run that starts from another takes the source's settings -------------------------------
+PRUNE = [a for a in FAST if not a.startswith("schedule.train.")]  # the training settings come from the source
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("start")
+    train([*FAST_TRAIN, "regularizer=none", "schedule=train", "schedule.train.epochs=2", f"run.root={root}",
+           "run.name=base"])
+    (folder,) = (root / "default").iterdir()
+    return folder
+
+
+def test_pruning_a_baseline_is_recorded_as_the_baseline(baseline, tmp_path):
+    from regprune.analysis.collect import runs_frame
+
+    proc = train([*PRUNE, f"schedule.start_from={baseline}", f"run.root={tmp_path}"])
+    folder = Path(proc.stdout.strip().splitlines()[-1].removeprefix("run folder: "))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert (metrics["regularizer"], metrics["lam"]) == ("none", 0.0)
+    assert metrics["started_from_id"] == baseline.name and metrics["started_from"] == str(baseline)
+    ours, source = (yaml.safe_load((f / "config.yaml").read_text()) for f in (folder, baseline))
+    for key in ("model", "dataset", "regularizer"):
+        assert ours[key] == source[key]
+    assert ours["schedule"]["train"] == source["schedule"]["train"]
+    (row,) = runs_frame(tmp_path).itertuples()
+    assert (row.regularizer, row.lam, row.train_epochs) == ("none", 0.0, 2)
+
+
+@pytest.mark.parametrize("override, leaf", [("regularizer=l1", "regularizer._target_"),
+                                            ("schedule.train.epochs=5", "schedule.train.epochs"),
+                                            ("model.bn_init=1.0", "model.bn_init")])
+def test_override_contradicting_the_source_is_refused(baseline, tmp_path, override, leaf):
+    proc = train([*PRUNE, f"schedule.start_from={baseline}", f"run.root={tmp_path}", override], check=False)
+    (line,) = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and line.startswith("error: ")
+    assert f"contradicts the run it starts from ({leaf} is " in line
+    assert not (tmp_path / "default").exists()
+
+
+def test_mini_sweep_pair_prunes_its_trained_model(tmp_path):
+    """Stage 1 (mini_train) trains, stage 2 (mini) prunes it at three ratios; reproduce.py finds every folder."""
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    extra = ["hydra.sweeper.params.experiment=mini/l1", "schedule.train.epochs=2", "latency=false",
+             f"run.root={tmp_path}"]
+    train(["sweep=mini_train", *extra])
+    train(["sweep=mini", *extra, "schedule.finetune.epochs=1"])
+    jobs = reproduce.sweep_jobs("mini", [*extra, "schedule.finetune.epochs=1"])
+    status = [reproduce.job_status("mini", job, [*extra, "schedule.finetune.epochs=1"]) for job in jobs]
+    assert len(status) == 3 and all(s == "complete" for _, s in status)
+    for folder, _ in status:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["started_from_id"] == "mini-l1-trained-s0" and metrics["regularizer"] == "l1"
+        assert f"prune.ratio{metrics['prune_ratio']:g}" in folder.name

@@ -110,10 +110,12 @@ def available(missing: str, loader) -> str:
 
 def execute(cfg: DictConfig) -> dict | None:
     """Run one job; user errors print one line and exit non-zero (the run folder keeps its records)."""
+    from hydra.core.hydra_config import HydraConfig
+
     from .run import run
 
     try:
-        metrics = run(cfg)
+        metrics = run(cfg, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
         print(f"run folder: {metrics['run_dir']}", flush=True)
         return metrics
     except UserError as e:

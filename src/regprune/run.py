@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +24,12 @@ from .engine.runner import Runner, RunState
 from .engine.schedule import Schedule
 from .errors import UserError
 from .models.base import PrunableModel
-from .pruning.io import load_checkpoint, model_from_payload
+from .pruning.io import load_checkpoint
 from .regularizers.base import Regularizer
+from .run_id import label, named_overrides, run_id
+from .start_from import check_same_architecture, inherit_source, start_model
 from .tracking.record import RunRecord, provenance
 from .typecheck import check_arguments
-
-# keys that do not change a run's results, so changing them keeps its run id (and its folder)
-HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "fault", "latency",
-                "magnitude_every")
 
 
 def component(node: DictConfig, key: str, **kwargs):
@@ -79,11 +76,6 @@ def typed(cfg: DictConfig) -> RunConfig:
         raise UserError(f"{key}: {str(e).splitlines()[0]}" if key else str(e).splitlines()[0]) from None
 
 
-def config_hash(cfg: DictConfig) -> str:
-    plain = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in HASH_EXCLUDE}
-    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:8]
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -96,35 +88,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device={name}: CUDA is not available on this machine")
     return torch.device(name)
-
-
-def start_model(source: str, configured: PrunableModel) -> tuple:
-    """The penalty-trained model and its train-phase metrics from an earlier run folder."""
-    src = Path(source)
-    payload = load_checkpoint(src / "trained.pt" if src.is_dir() else src)
-    check_same_architecture(payload, configured, src)
-    src_dir = src if src.is_dir() else src.parent
-    metrics_file = src_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    keep = {k: v for k, v in metrics.items() if k.startswith(("acc_trained", "params_unpruned",
-                                                              "macs_unpruned", "flops_unpruned",
-                                                              "latency_ms_unpruned"))}
-    keep["started_from"] = str(src_dir.resolve())
-    return model_from_payload(payload), keep
-
-
-def check_same_architecture(payload: dict, configured: PrunableModel, path: Path) -> None:
-    """A checkpoint must hold the configured architecture (any widths)."""
-    try:
-        spec = payload["spec"]
-        theirs = {k: v for k, v in spec["kwargs"].items() if k != "widths"}
-    except (KeyError, TypeError):
-        raise UserError(f"{path} is not a regprune checkpoint (no model spec)") from None
-    ours = configured.spec()
-    mine = {k: v for k, v in ours["kwargs"].items() if k != "widths"}
-    if spec["class"] != ours["class"] or theirs != mine:
-        raise UserError(f"{path} holds {spec['class'].rpartition('.')[2]}({theirs}), but the config asks for "
-                        f"{ours['class'].rpartition('.')[2]}({mine})")
 
 
 def check_compatible(regularizer, model: PrunableModel) -> None:
@@ -167,16 +130,21 @@ def run_name(cfg: DictConfig, dataset: DatasetSpec, regularizer: Regularizer, sc
     return typed(cfg).run.name or f"{cfg.model.name}-{dataset.name}-{regularizer.name}-{schedule.name}"
 
 
-def run_folder(cfg: DictConfig, name: str | None = None) -> Path:
-    """Where the run ``cfg`` describes keeps its records (without building its model or data)."""
+def run_folder(cfg: DictConfig, name: str | None = None, overrides: Sequence[str] = ()) -> Path:
+    """Where the run ``cfg`` (composed with the command-line ``overrides``) keeps its records, without building
+    its model or data. ``cfg`` is taken as given: pass it through ``inherit_source`` first, as ``run`` does."""
     settings = typed(cfg)
     name = name or run_name(cfg, *(component(cfg[k], k) for k in ("dataset", "regularizer", "schedule")))
-    run_id = settings.run.id or f"{name}-s{settings.seed}-{config_hash(cfg)}"
-    return Path(settings.run.root) / settings.run.experiment / run_id
+    return Path(settings.run.root) / settings.run.experiment / (settings.run.id or
+                                                                  run_id(cfg, name, settings.seed, overrides))
 
 
-def run(cfg: DictConfig) -> dict:
-    """Run (or resume, or skip if complete) the run ``cfg`` describes; return its metrics."""
+def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
+    """Run (or resume, or skip if complete) the run ``cfg`` describes; return its metrics.
+
+    ``overrides`` are the command line's (Hydra's task overrides): they name the run folder and are checked
+    against the source run of ``schedule.start_from``."""
+    cfg = inherit_source(cfg, overrides)
     settings = typed(cfg)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -184,14 +152,16 @@ def run(cfg: DictConfig) -> dict:
     device = resolve_device(settings.device)
     parts = build_parts(cfg)
     name = run_name(cfg, parts.dataset, parts.regularizer, parts.schedule)
-    folder = run_folder(cfg, name)
+    folder = run_folder(cfg, name, overrides)
     record = RunRecord.open(folder.parent.parent, folder.parent.name, folder.name, settings.resume)
     with record.lock(), record.discard_if_left_empty():
         previous = record.read_json("metrics.json") or {}
         if previous.get("status") == "complete":
             print(f"run {record.path} is complete; nothing to do", file=sys.stderr)
             return previous
+        named, _ = named_overrides(cfg, overrides)
         base = {"run_id": folder.name, "run_dir": str(record.path), "experiment": settings.run.experiment, "name": name,
+                "label": label(name, named), "overrides": named,
                 "model": cfg.model.name, "dataset": parts.dataset.name, "regularizer": parts.regularizer.name,
                 "lam": parts.regularizer.lam, "schedule": parts.schedule.name, "seed": settings.seed,
                 "provenance": provenance(settings.seed, device)}
