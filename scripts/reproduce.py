@@ -66,7 +66,9 @@ def run_sweep(sweep: str, extra: list[str], dry_run: bool) -> list[Path]:
     if done < len(jobs) and not dry_run:
         cmd = [sys.executable, str(ROOT / "train.py"), f"sweep={sweep}", *extra]
         print("[reproduce] $", " ".join(cmd[1:]), flush=True)
-        subprocess.run(cmd, cwd=ROOT, check=True)
+        done = subprocess.run(cmd, cwd=ROOT)
+        if done.returncode != 0:  # the sweep printed each failed job's cause and run folder
+            sys.exit(done.returncode)
         left = sum(job_status(sweep, job, extra)[1] != "complete" for job in jobs)
         print(f"[reproduce] sweep={sweep}: {len(jobs) - left} of {len(jobs)} complete", flush=True)
     return sorted({folder.parent for folder, _ in status})

@@ -101,12 +101,13 @@ def test_run_id_names_overrides_by_value_in_any_order():
 
 
 def test_sweep_folders_differ_by_the_swept_value(tmp_path):
-    proc = train(["-m", *FAST, "regularizer.lam=1e-3,1e-4", f"run.root={tmp_path}", "schedule.train.epochs=0"])
+    proc = train(["-m", *FAST, "regularizer.lam=1e-3,1e-4", f"run.root={tmp_path}"])
     names = sorted(p.name for p in (tmp_path / "default").iterdir())
     assert [n.split("-s0-")[0] for n in names] == [
-        f"vgg_tiny-digits-l1-ns-lr0.05-{lam}-finetune.epochs1-prune.ratio0.5-train.epochs0"
+        f"vgg_tiny-digits-l1-ns-lr0.05-{lam}-finetune.epochs1-prune.ratio0.5-train.epochs1"
         for lam in ("lam0.0001", "lam0.001")]
-    assert "2 runs in" in proc.stdout and all(str(tmp_path / "default" / n) in proc.stdout for n in names)
+    assert f"[sweep] 2 runs in {tmp_path / 'default'}, 2 complete, 0 failed:" in proc.stdout
+    assert all(str(tmp_path / "default" / n) in proc.stdout for n in names)
 
 
 # -- item 2: a run that starts from another takes the source's settings -------------------------------

@@ -35,3 +35,18 @@ def test_two_job_sweep_through_local_submitit(tmp_path):
         for f in ("config.yaml", "history.csv", "model.pt", "trained.pt", "ckpt.pt"):
             assert (run_dir / f).is_file()
     assert sorted(json.loads((r / "metrics.json").read_text())["seed"] for r in runs) == [0, 1]
+
+
+def test_failed_local_job_is_one_line_naming_job_and_folder(tmp_path):
+    """A job that fails on the local launcher: its cause first, the job and its run folder, exit 2; the other
+    job completes, and the sweep says where both runs went."""
+    proc = train(["-m", "hydra/launcher=local", *FAST, "schedule.prune.ratio=0.3,0.99", f"run.root={tmp_path}"],
+                 check=False)
+    failed = next(p for p in (tmp_path / "default").iterdir() if "ratio0.99" in p.name)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[0] == (
+        "error: job #1 (schedule.prune.ratio=0.99) failed: pruning would leave 0 channel(s) in features.11 "
+        "(minimum 1); lower schedule.prune.ratio or set schedule.prune.on_empty=keep_min; "
+        f"run folder: {failed}")
+    assert f"[sweep] 2 runs in {tmp_path / 'default'}, 1 complete, 1 failed:" in proc.stdout
+    assert json.loads((failed / "metrics.json").read_text())["status"] == "failed"

@@ -109,16 +109,24 @@ def available(missing: str, loader) -> str:
 
 
 def execute(cfg: DictConfig) -> dict | None:
-    """Run one job; user errors print one line and exit non-zero (the run folder keeps its records)."""
+    """Run one job; user errors print one line and exit non-zero (the run folder keeps its records).
+
+    In a multirun the error is printed and raised instead, so the launcher runs the other jobs and reports
+    every failed one at the end (``regprune.launchers``)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from .run import run
 
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
     try:
-        metrics = run(cfg, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
+        metrics = run(cfg, list(hydra.overrides.task) if hydra else [])
         print(f"run folder: {metrics['run_dir']}", flush=True)
         return metrics
     except UserError as e:
+        if hydra is not None and hydra.mode == RunMode.MULTIRUN:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            raise
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted")
