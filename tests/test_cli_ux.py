@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 from pathlib import Path
@@ -166,3 +167,47 @@ def test_mini_sweep_pair_prunes_its_trained_model(tmp_path):
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["started_from_id"] == "mini-l1-trained-s0" and metrics["regularizer"] == "l1"
         assert f"prune.ratio{metrics['prune_ratio']:g}" in folder.name
+
+
+# -- item 3: console lines when the output goes to a file; TensorBoard next to W&B --------------------
+def test_console_prints_epochs_prune_and_final_summary_to_a_file(tmp_path):
+    args = [a for a in FAST if a != "progress=false"] + ["schedule.train.epochs=2", "dataset.val_fraction=0.1"]
+    proc = train([*args, f"run.root={tmp_path}"])  # stdout and stderr are pipes, as in a Slurm log
+    lines = proc.stdout.strip().splitlines()
+    folder = Path(lines[-1].removeprefix("run folder: "))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    history = list(csv.DictReader((folder / "history.csv").open()))
+    epochs = [ln for ln in lines if ln.startswith(("train ", "finetune "))]
+    assert len(epochs) == len(history) == 3
+    for line, row in zip(epochs, history, strict=True):
+        total = {"train": 2, "finetune": 1}[row["phase"]]
+        assert line.startswith(f"{row['phase']:<8} epoch {row['epoch']:>3}/{total}  lr {float(row['lr']):.4g}  "
+                               f"loss {float(row['train_loss']):.4f}  train {float(row['train_acc']):6.2f}%  "
+                               f"val {float(row['val_acc']):6.2f}%  test {float(row['test_acc']):6.2f}%")
+    (prune,) = [ln for ln in lines if ln.startswith("prune ")]
+    kept, total = sum(metrics["kept_channels"].values()), sum(metrics["total_channels"].values())
+    assert f"kept {kept}/{total} channels" in prune and f"test {metrics['acc_pruned']:.2f}% right after" in prune
+    (done,) = [ln for ln in lines if ln.startswith("done ")]
+    assert f"fine-tuned {metrics['acc_finetuned_final']:.2f}%" in done and "FLOPs " in done
+    assert "it/s" not in proc.stderr and "\r" not in proc.stderr  # no progress bars off a terminal
+
+
+def test_tensorboard_next_to_wandb_and_console(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from regprune.run import build_parts, run
+    from regprune.tracking import ConsoleLogger, TensorBoardLogger, WandbLogger
+
+    args = [*FAST, "dataset.size=8", f"run.root={tmp_path}"]
+    sinks = build_parts(compose([*args, "logger=[wandb,tensorboard]"])).logger.sinks
+    assert [type(s) for s in sinks] == [ConsoleLogger, WandbLogger, TensorBoardLogger]
+    metrics = run(compose([*args, "logger=tensorboard"]))
+    events = EventAccumulator(str(Path(metrics["run_dir"]) / "tensorboard"))
+    events.Reload()
+    history = list(csv.DictReader((Path(metrics["run_dir"]) / "history.csv").open()))
+    for phase in ("train", "finetune"):
+        logged = [e.value for e in events.Scalars(f"{phase}/test_acc")]
+        assert logged == pytest.approx([float(r["test_acc"]) for r in history if r["phase"] == phase], abs=1e-4)
+    assert events.Scalars("prune/acc_pruned")[0].value == pytest.approx(metrics["acc_pruned"], abs=1e-4)
+    assert events.Scalars("final/flops")[0].value == metrics["flops"]
+    assert events.Tags()["histograms"] == ["train/gamma_abs", "finetune/gamma_abs"]

@@ -28,6 +28,7 @@ from .pruning.io import load_checkpoint
 from .regularizers.base import Regularizer
 from .run_id import label, named_overrides, run_id
 from .start_from import check_same_architecture, inherit_source, start_model
+from .tracking import ConsoleLogger, Loggers
 from .tracking.record import RunRecord, provenance
 from .typecheck import check_arguments
 
@@ -109,7 +110,7 @@ class Parts:
     regularizer: Regularizer
     optimizer: OptimizerSpec
     schedule: Schedule
-    logger: object
+    logger: Loggers
     start: tuple[PrunableModel, dict] | None  # (trained model, its metrics) with schedule.start_from
 
 
@@ -118,7 +119,7 @@ def build_parts(cfg: DictConfig) -> Parts:
     regularizer = component(cfg.regularizer, "regularizer")
     optimizer = component(cfg.optimizer, "optimizer")
     schedule = component(cfg.schedule, "schedule")
-    logger = component(cfg.logger, "logger")
+    logger = Loggers([ConsoleLogger(), *(component(node, f"logger.{name}") for name, node in cfg.logger.items())])
     data = dataset.load()
     model = component(cfg.model, "model", num_classes=data.num_classes, in_channels=data.in_channels)
     check_compatible(regularizer, model)

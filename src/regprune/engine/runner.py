@@ -224,6 +224,10 @@ class Runner:
         })
         self.logger.table("kept_channels", ["layer", "kept", "total"],
                           [[k, v, state.metrics["total_channels"][k]] for k, v in kept.items()])
+        self.logger.log({f"prune/{k}": v for k, v in {
+            **{k: state.metrics[k] for k in ("acc_pruned", "acc_pruned_masked", "params_unpruned", "flops_unpruned")},
+            "kept_channels": sum(kept.values()), "total_channels": sum(state.metrics["total_channels"].values()),
+            **model_cost(state.model, self.data.input_shape, latency=False)}.items()}, step=state.step)
 
     def batches_until_fault(self, step: int):
         """The training batches; with fault injection, the process dies abruptly at the given step."""
