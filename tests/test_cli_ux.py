@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,24 @@ def test_tensorboard_next_to_wandb_and_console(tmp_path):
     assert events.Scalars("prune/acc_pruned")[0].value == pytest.approx(metrics["acc_pruned"], abs=1e-4)
     assert events.Scalars("final/flops")[0].value == metrics["flops"]
     assert events.Tags()["histograms"] == ["train/gamma_abs", "finetune/gamma_abs"]
+
+
+# -- item 10: make clean keeps runs; deleting them is its own target that asks -------------------------
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_clean_keeps_runs_and_clean_runs_asks(tmp_path):
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    for d in ("runs/default/a-s0-1234abcd", ".pytest_cache", "src/pkg/__pycache__"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "runs/default/a-s0-1234abcd/ckpt.pt").write_bytes(b"x")
+
+    def make(*args, answer=""):
+        return subprocess.run(["make", "-s", *args], cwd=tmp_path, input=answer, capture_output=True, text=True)
+
+    assert make("clean").returncode == 0
+    assert (tmp_path / "runs/default/a-s0-1234abcd/ckpt.pt").is_file()
+    assert not (tmp_path / ".pytest_cache").exists() and not (tmp_path / "src/pkg/__pycache__").exists()
+    refused = make("clean-runs", answer="n\n")
+    assert refused.returncode != 0 and "nothing deleted" in refused.stdout and (tmp_path / "runs").is_dir()
+    assert make("clean-runs", answer="y\n").returncode == 0 and not (tmp_path / "runs").exists()
+    (tmp_path / "runs").mkdir()
+    assert make("clean-runs", "CONFIRM=yes").returncode == 0 and not (tmp_path / "runs").exists()
