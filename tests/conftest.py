@@ -56,12 +56,12 @@ def compose(overrides: list[str]):
 
 
 def train(args: list[str], cwd: Path | None = None, check: bool = True, env: dict | None = None,
-          timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``python train.py args`` in a subprocess; returns the completed process."""
+          timeout: int = 600, script: str = "train.py") -> subprocess.CompletedProcess:
+    """Run ``python train.py args`` (or another entry ``script``) in a subprocess; returns the completed process."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), full_env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd or ROOT,
+    proc = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd or ROOT,
                           capture_output=True, text=True, env=full_env, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc

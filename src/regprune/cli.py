@@ -56,7 +56,7 @@ def first_of_each_sweep(overrides: list[str]) -> list[str]:
     return out
 
 
-def preflight(argv: list[str]) -> None:
+def preflight(argv: list[str], config_name: str = "config") -> None:
     """Compose the config once before Hydra does, so a typo or bad value is one line, not a traceback.
 
     The command line is read with Hydra's own parser, so every Hydra flag keeps its meaning (``--cfg job``,
@@ -75,7 +75,7 @@ def preflight(argv: list[str]) -> None:
     overrides = [o for o in args.overrides if not o.lstrip("+~").startswith("hydra")]
     if args.config_dir is not None:
         overrides.append(f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]")
-    compose_or_fail(config_dir, args.config_name or "config", overrides)
+    compose_or_fail(config_dir, args.config_name or config_name, overrides)
 
 
 def compose_or_fail(config_dir: Path, config_name: str, overrides: list[str]) -> None:
@@ -132,8 +132,8 @@ def execute(cfg: DictConfig) -> dict | None:
         fail("interrupted")
 
 
-def entry(hydra_main: Callable[[], None]) -> None:
+def entry(hydra_main: Callable[[], None], config_name: str = "config") -> None:
     if os.environ.get("REGPRUNE_NO_PREFLIGHT") != "1":
-        preflight(sys.argv[1:])
+        preflight(sys.argv[1:], config_name)
     register_schema()
     hydra_main()
