@@ -155,9 +155,7 @@ def test_override_contradicting_the_source_is_refused(baseline, tmp_path, overri
 
 def test_mini_sweep_pair_prunes_its_trained_model(tmp_path):
     """Stage 1 (mini_train) trains, stage 2 (mini) prunes it at three ratios; reproduce.py finds every folder."""
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
+    reproduce = load_reproduce()
     extra = ["hydra.sweeper.params.experiment=mini/l1", "schedule.train.epochs=2", "latency=false",
              f"run.root={tmp_path}"]
     train(["sweep=mini_train", *extra])
@@ -234,3 +232,28 @@ def test_make_clean_keeps_runs_and_clean_runs_asks(tmp_path):
     assert make("clean-runs", answer="y\n").returncode == 0 and not (tmp_path / "runs").exists()
     (tmp_path / "runs").mkdir()
     assert make("clean-runs", "CONFIRM=yes").returncode == 0 and not (tmp_path / "runs").exists()
+
+
+# -- item 13: make reproduce --dry-run estimates the compute and says what data is missing --------------
+def load_reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dry_run_estimates_compute_and_names_missing_cifar(tmp_path, capsys, monkeypatch):
+    from regprune.cost import count_macs
+    from regprune.models import build_model
+
+    reproduce = load_reproduce()
+    monkeypatch.setenv("REGPRUNE_DATA", str(tmp_path / "data"))
+    extra = ["hydra.sweeper.params.experiment=ns2017/c10_vgg19_p70", "hydra.sweeper.params.seed=0",
+             f"run.root={tmp_path / 'runs'}"]
+    reproduce.run_sweep("ns2017_table1_train", extra, dry_run=True)
+    out = capsys.readouterr().out
+    macs = count_macs(build_model("vgg19", num_classes=10, in_channels=3), (3, 32, 32))
+    assert "sweep=ns2017_table1_train: 1 runs, 0 complete, 1 to run" in out
+    assert f"to run: 160 epochs, {160 * 50_000:,} image passes, at most {6 * macs * 160 * 50_000:.2e} " in out
+    assert f"missing data: CIFAR-10 not found in {tmp_path / 'data' / 'cifar-10-batches-py'}: " in out
+    assert not (tmp_path / "runs").exists()

@@ -17,6 +17,7 @@ from ..errors import UserError
 from .base import DatasetSpec, ImageData, split_validation
 
 REPO_DATA = Path(__file__).resolve().parents[3] / "data"
+TRAIN_IMAGES = 50_000  # CIFAR-10 and CIFAR-100 training sets (before a validation split)
 
 
 def default_root() -> Path:
@@ -63,12 +64,20 @@ class CifarSpec(DatasetSpec):
     def folder(self) -> Path:
         return self.root / self.tv_class().base_folder
 
+    def missing(self) -> str | None:
+        if self.download or self.folder.is_dir():
+            return None
+        return (f"{self.title} not found in {self.folder}: set dataset.download=true, or point "
+                f"dataset.root (or $REGPRUNE_DATA) at the folder containing {self.folder.name}/")
+
+    def sizes(self) -> tuple[int, int, tuple[int, ...]]:
+        return round(TRAIN_IMAGES * (1 - self.val_fraction)), self.num_classes, (3, 32, 32)
+
     def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """One split as (uint8 [N, 3, 32, 32], int64 [N]); every failure is a one-line UserError."""
         cls = self.tv_class() if self.verify_checksums else without_md5(self.tv_class())
-        if not self.download and not self.folder.is_dir():
-            raise UserError(f"{self.title} not found in {self.folder}: set dataset.download=true, or point "
-                            f"dataset.root (or $REGPRUNE_DATA) at the folder containing {self.folder.name}/")
+        if self.missing():
+            raise UserError(self.missing())
         try:
             ds = cls(str(self.root), train=train, download=self.download)
         except urllib.error.URLError as e:
