@@ -257,3 +257,10 @@ def test_dry_run_estimates_compute_and_names_missing_cifar(tmp_path, capsys, mon
     assert f"to run: 160 epochs, {160 * 50_000:,} image passes, at most {6 * macs * 160 * 50_000:.2e} " in out
     assert f"missing data: CIFAR-10 not found in {tmp_path / 'data' / 'cifar-10-batches-py'}: " in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_license_and_citation():
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT" and cff["authors"] and cff["message"]
+    assert cff["version"] == __import__("regprune").__version__

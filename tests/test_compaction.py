@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -96,3 +98,14 @@ def test_every_registered_model_declares_consistent_groups():
         for g in model.channel_groups():
             for m in (*g.gates, *g.out, *g.inp, *g.select):
                 assert m in modules, f"{name}: group {g.name} names missing module {m}"
+
+
+def test_readme_guide_to_prune_your_own_architecture_runs():
+    """The README's 'Prune your own architecture' example passes the compaction-equivalence check."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Prune your own architecture", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    small, masks = namespace["small"], namespace["masks"]
+    assert small.widths == [int(m.sum()) for m in masks.values()] and small.widths != [16, 32]
