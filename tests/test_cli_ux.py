@@ -23,6 +23,18 @@ FLAGS = [["--cfg", "job"], ["-c", "job"], ["--cfg=hydra"], ["--info", "defaults"
          ["--hydra-help"], ["-m"], ["--multirun"], ["-r"], ["--run"]]
 
 
+@pytest.fixture
+def reproduce():
+    """scripts/reproduce.py as a module; it initialises Hydra once per process, cleared again afterwards."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    GlobalHydra.instance().clear()
+
+
 @pytest.mark.parametrize("flags", FLAGS, ids=" ".join)
 def test_preflight_reads_hydra_flags_as_flags(flags, capsys):
     """A flag's value is never taken for an override; the overrides after it are still checked."""
@@ -153,9 +165,8 @@ def test_override_contradicting_the_source_is_refused(baseline, tmp_path, overri
     assert not (tmp_path / "default").exists()
 
 
-def test_mini_sweep_pair_prunes_its_trained_model(tmp_path):
+def test_mini_sweep_pair_prunes_its_trained_model(reproduce, tmp_path):
     """Stage 1 (mini_train) trains, stage 2 (mini) prunes it at three ratios; reproduce.py finds every folder."""
-    reproduce = load_reproduce()
     extra = ["hydra.sweeper.params.experiment=mini/l1", "schedule.train.epochs=2", "latency=false",
              f"run.root={tmp_path}"]
     train(["sweep=mini_train", *extra])
@@ -235,18 +246,10 @@ def test_make_clean_keeps_runs_and_clean_runs_asks(tmp_path):
 
 
 # -- item 13: make reproduce --dry-run estimates the compute and says what data is missing --------------
-def load_reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_dry_run_estimates_compute_and_names_missing_cifar(tmp_path, capsys, monkeypatch):
+def test_dry_run_estimates_compute_and_names_missing_cifar(reproduce, tmp_path, capsys, monkeypatch):
     from regprune.cost import count_macs
     from regprune.models import build_model
 
-    reproduce = load_reproduce()
     monkeypatch.setenv("REGPRUNE_DATA", str(tmp_path / "data"))
     extra = ["hydra.sweeper.params.experiment=ns2017/c10_vgg19_p70", "hydra.sweeper.params.seed=0",
              f"run.root={tmp_path / 'runs'}"]
