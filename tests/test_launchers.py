@@ -20,7 +20,10 @@ def compose_with_hydra(overrides: list[str]):
 def test_slurm_launcher_composes_with_requeue():
     cfg = compose_with_hydra(["hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
     launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("SlurmLauncher")
+    from hydra.utils import get_class
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+    assert issubclass(get_class(launcher._target_), SlurmLauncher)  # submitit's, with the sweep report
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.max_num_timeout > 0
     assert launcher.array_parallelism > 0 and launcher.timeout_min > 0 and launcher.mem_gb > 0
 
