@@ -64,6 +64,11 @@ CASES = {
     "unknown stop_after phase": (["schedule.stop_after=lunch"], "schedule.stop_after='lunch' is not a phase"),
     "flops target out of range": (["schedule.prune.flops_target=1.5"], "schedule.prune.flops_target=1.5 is outside"),
     "missing start_from": (["schedule.start_from=/nonexistent/run"], "checkpoint not found: /nonexistent/run"),
+    "MCP flat at every initial gamma": (["regularizer=mcp", "regularizer.gamma_sat=0.4"],
+                                        "regularizer=mcp: the penalty's gradient is 0 at every gate γ"),
+    "MCP saturating below lambda": (["regularizer=mcp", "regularizer.gamma_sat=1e-5"],
+                                    "regularizer.gamma_sat=1e-05 must be > 1·lam"),
+    "GReg on initial weights": (["regularizer=greg"], "add a plain training phase before it"),
     "existing run folder": ([], "already exists; pass resume=auto"),
     "diverging training": (["optimizer.lr=1e30", "run.name=diverge"], "non-finite"),
     "block gates without blocks": (["regularizer=sss", "regularizer.structures=blocks"],
@@ -74,6 +79,10 @@ CASES = {
                                  "regularizer.flops_target=1.5 is outside (0, 1)"),
     "gate FLOPs budget of 0": (["regularizer=dmc", "regularizer.flops_target=0"],
                                "regularizer.flops_target=0 is outside (0, 1)"),
+    "lambda not a number": (["regularizer.lam=abc"], "regularizer.lam='abc': expected float, got str"),
+    "unknown top-level key": (["+sed=1"], "unknown top-level key(s) sed"),
+    "unknown nested preset": (["experiment=ns2017/c10_vgg19_p7"], "available experiment/ns2017 options: "
+                              "c100_densenet40_baseline"),
 }
 
 
@@ -96,7 +105,8 @@ def test_output_root_under_a_file(earlier, tmp_path):
     proc = train([*FAST, f"run.root={blocker}/runs"], check=False)
     (line,) = proc.stderr.strip().splitlines()
     assert proc.returncode == 2
-    assert line.startswith(f"error: cannot create run folder {blocker}/runs/default/vgg_tiny-digits-l1-ns-s0-")
+    assert line.startswith(f"error: cannot create run folder {blocker}/runs/default/vgg_tiny-digits-l1-ns-lr0.05-"
+                           "finetune.epochs1-prune.ratio0.5-train.epochs1-s0-")
     assert line.endswith(f": {blocker} is not a directory")
 
 

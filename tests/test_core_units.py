@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import compose
 from regprune.cost import count_macs, count_params
 from regprune.data import Digits, Synthetic, stratified_split
 from regprune.engine.bn_recalib import recalibrate_bn
@@ -41,6 +43,24 @@ def test_bn_parameters_can_be_excluded_from_weight_decay():
     assert len(SGD(bn_weight_decay=True).build(model).param_groups) == 1
     assert SGD(nesterov=True).build(model).defaults["nesterov"]
     assert Adam(lr=1e-3).build(model).defaults["betas"] == (0.9, 0.999)
+
+
+def test_a_phase_can_set_its_own_weight_decay_and_a_plain_pretraining_phase_comes_first():
+    from regprune.engine.phases import Finetune, Prune, Train
+    from regprune.engine.schedule import Schedule
+
+    model = build_model("vgg_tiny", num_classes=10, in_channels=1)
+    groups = SGD(weight_decay=1e-4, bn_weight_decay=False).build(model, weight_decay=5e-4).param_groups
+    assert [g["weight_decay"] for g in groups] == [5e-4, 0.0]  # BN still excluded when the optimizer says so
+    assert Adam(weight_decay=1e-4).build(model).param_groups[0]["weight_decay"] == 1e-4
+    s = instantiate(compose(["schedule=greg", "schedule.pretrain.weight_decay=5e-4"]).schedule)
+    assert [n for n, _ in s.plan()] == ["pretrain", "train", "prune", "finetune"]
+    pretrain, train = s.phases["pretrain"], s.phases["train"]
+    assert not pretrain.penalty and pretrain.weight_decay == 5e-4 and train.weight_decay is None
+    s = Schedule(pretrain=Train(penalty=False), train=Train(), prune=Prune(), finetune=Finetune(), start_from="x")
+    assert [n for n, _ in s.plan()] == ["prune", "finetune"]
+    with pytest.raises(ValueError, match="weight_decay"):
+        Train(weight_decay=-1.0)
 
 
 @pytest.mark.parametrize("epochs", [160, 7, 3])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_compaction import randomise_bn
 from torch import nn
 
 from regprune.cost import count_macs, macs_at_widths
@@ -17,6 +16,7 @@ from regprune.pruning import Threshold, apply_masks, compact, select, widths_aft
 from regprune.pruning.channel_cost import ChannelCost, OutputSizes
 from regprune.pruning.gates import GateLayout, fold_gates, gate_scores, gated_branches, install_gates
 from regprune.pruning.io import model_from_spec, model_payload
+from regprune.pruning.verify import randomise_bn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

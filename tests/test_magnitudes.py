@@ -35,6 +35,9 @@ def test_layer_stats_counts_zero_and_small_weights_and_filters():
         int((math.log10(0.005) - lo) / width)] == 18
     g = s["group_hist"]  # filter norms: 0, √18·0.005, ..., one zero bin
     assert g["zeros"] == 1 and sum(g["counts"]) == 3
+    g1 = s["group_hist_l1"]  # ℓ1 filter norms (the magnitude of Li/Hu's penalties) next to ℓ2: 18·0.005 = 0.09
+    assert g1["zeros"] == 1 and sum(g1["counts"]) == 3
+    assert g1["counts"][int((math.log10(18 * 0.005) - lo) / width)] == 1
 
 
 def test_overall_stats_sum_layers_and_percentages():
@@ -76,7 +79,8 @@ def test_record_magnitudes_logs_histograms(tmp_path):
     out = record_magnitudes(RunRecord(tmp_path), logger, model, "train", 1, 10)
     assert set(out) == {"weight_sparsity", "weight_sparsity_thr", "filter_sparsity", "filter_sparsity_thr"}
     assert logger.histograms == [("train/log10_weight_magnitude", 36 + 12, 10),
-                                 ("train/log10_group_magnitude", 4 + 3, 10)]
+                                 ("train/log10_group_magnitude", 4 + 3, 10),
+                                 ("train/log10_group_l1_magnitude", 4 + 3, 10)]
 
 
 def test_runner_writes_magnitudes_every_k_epochs(tmp_path):

@@ -25,7 +25,8 @@ from regprune.pruning.io import load_pruned, model_from_payload, model_payload
 MODES = ["inside_blocks", "coupled"]
 ZOO = sorted(n for n in MODELS if "prune_mode" in inspect.signature(MODELS[n]).parameters)  # every family with modes
 
-# Network Slimming Table 1 baselines (papers.md §3): (model, options, classes, params, FLOPs = 2 × MACs)
+# Network Slimming Table 1 baselines (docs/methods.md, Network Slimming):
+# (model, options, classes, params, FLOPs = 2 × MACs)
 NS_TABLE1 = [
     ("vgg19", {}, 10, 20.04e6, 7.97e8),
     ("vgg19", {}, 100, 20.08e6, 7.97e8),
@@ -107,7 +108,7 @@ def test_cifar_resnet_sizes(depth, paper_params):
     assert (count_params(model), count_macs(model, (3, 32, 32))) == (params, macs)
     assert f"{params / 1e6:.2g}" == f"{paper_params / 1e6:.2g}"  # He et al. Table 6: 0.27M, 0.85M, 1.7M
     if depth == 56:
-        assert round(macs / 1e6, 1) == 125.5  # papers.md §4 (zero-padding shortcuts)
+        assert round(macs / 1e6, 1) == 125.5  # docs/methods.md, Counting conventions (zero-padding shortcuts)
 
 
 @pytest.mark.parametrize("name", sorted(set(MODELS) - {row[0] for row in NS_TABLE1}))  # the rest: above

@@ -85,7 +85,7 @@ class SpyL1(BNL1):
 
 
 def test_penalty_gradient_is_added_after_unscale_with_fp16_scaler():
-    """λ·sign(γ) must reach γ undivided by the loss scale (papers.md §6): with λ = 1 and lr = 0.1 the
+    """λ·sign(γ) must reach γ undivided by the loss scale (docs/methods.md, Training step): with λ = 1 and lr = 0.1 the
     penalty moves γ by 0.1, against 0.1/256 if it were added before unscale_."""
     lam, lr = 1.0, 0.1
     ref_model, amp_model = tiny_model(), tiny_model()

@@ -4,6 +4,7 @@ every proximal step is exactly its operator, and every regularizer prunes throug
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -82,35 +83,33 @@ SUBGRADIENT = {
     "lp_3_4": lambda: R.BNLp(1e-2, p=0.75),
     "lp_2_3": lambda: R.BNLp(1e-2, p=2 / 3),
     "tl1": lambda: R.BNTL1(1e-2, a=0.5),
-    "mcp": lambda: R.BNMCP(0.1, a=5.0),  # aλ = 0.5: both the quadratic and the flat part
-    "scad": lambda: R.BNSCAD(0.1, a=5.0),  # all three pieces over γ ∈ [0.02, 1.02]
+    "mcp": lambda: R.BNMCP(0.1, gamma_sat=0.5),  # a = 5: both the quadratic and the flat part
+    "scad": lambda: R.BNSCAD(0.1, gamma_sat=0.5),  # a = 5: all three pieces over γ ∈ [0.02, 1.02]
     "polarization": lambda: R.Polarization(1e-2, t=1.2),
     "rsnli": lambda: R.CostWeightedL1(1e-2, update="subgradient"),
     "group_lasso": lambda: R.GroupLasso(1e-2),
-    "group_lasso_channel": lambda: R.GroupLasso(1e-2, groups="channels"),
+    "group_lasso_prunable": lambda: R.GroupLasso(1e-2, penalize="prunable", exclude_first=False),
+    "group_lasso_channel": lambda: R.GroupLasso(1e-2, groups="channels", penalize="prunable"),
     "group_lasso_bn": lambda: R.GroupLasso(1e-2, bn=True),
-    "oicsr": lambda: R.GroupLasso(1e-2, groups="oic"),
-    "oicsr_exclude_first": lambda: R.GroupLasso(1e-2, groups="oic", exclude_first=True),
+    "oicsr": lambda: R.GroupLasso(1e-2, groups="oic", penalize="prunable", exclude_first=False),
+    "oicsr_exclude_first": lambda: R.GroupLasso(1e-2, groups="oic", penalize="prunable"),
     "l12": lambda: R.L12(1e-3),
+    "l12_bn": lambda: R.L12(1e-3, bn=True),
     "l12_smooth": lambda: R.L12(1e-3, smooth=0.008),
     "gl_half": lambda: R.GroupLHalf(1e-2, exclude_first=False),
     "gl_half_smooth": lambda: R.GroupLHalf(1e-2, smooth=0.008),
     "hgl": lambda: R.HGL(1e-3, 1e-2, m_star=None),
-    "hgl_split": None,  # m* set to the median group magnitude below, so both branches are used
+    "hgl_split": lambda: R.HGL(1e-3, 1e-2, m_star_rel=1.0),  # m* = each layer's median: both branches used
     "greg": None,  # λ set > 0 below
 }
 
 
 def make(name: str, model):
-    if name == "hgl_split":
-        reg = R.HGL(1e-3, 1e-2, m_star=1.0)
-        reg.attach(model)
-        reg.m_star = float(torch.cat(reg.magnitudes()).detach().median())
-        return reg
     if name == "greg":
         reg = R.GrowingL2(ratio=0.5)
         reg.attach(model)
-        reg.current = 0.3
+        reg.lams = {k: 0.3 for k in reg.lams}
+        reg.iteration = 1  # not an update iteration: λ stays 0.3
         return reg
     reg = SUBGRADIENT[name]()
     reg.attach(model)
@@ -139,7 +138,7 @@ def test_after_backward_adds_exactly_the_penalty_gradient(name, model_name):
 
 
 def test_gate_gradients_of_bn_penalties_are_the_closed_forms():
-    """Against the formulas of papers.md §1 directly (not only autograd)."""
+    """Against the formulas of docs/methods.md directly (not only autograd)."""
     model, x, y = model_and_batch()
     gam = torch.cat([bn.weight.detach() for bn in model.gate_modules().values()])
     s = gam.sign()
@@ -149,8 +148,8 @@ def test_gate_gradients_of_bn_penalties_are_the_closed_forms():
         R.BNL1(lam): lam * s,
         R.BNLp(lam, p=0.5): lam * 0.5 * s * a ** -0.5,
         R.BNTL1(lam, a=0.5): lam * 0.5 * 1.5 * s / (0.5 + a) ** 2,
-        R.BNMCP(lam, a=5.0): s * (lam - a / 5).clamp_min(0),
-        R.BNSCAD(lam, a=5.0): s * torch.where(a <= lam, lam, ((5 * lam - a) / 4).clamp_min(0)),
+        R.BNMCP(lam, gamma_sat=0.5): s * (lam - a / 5).clamp_min(0),
+        R.BNSCAD(lam, gamma_sat=0.5): s * torch.where(a <= lam, lam, ((5 * lam - a) / 4).clamp_min(0)),
     }
     for reg, want in cases.items():
         reg.attach(model)
@@ -197,8 +196,8 @@ PROX = {
     "lp_half": (lambda: R.BNLp(0.5, p=0.5, update="prox"), lambda v, lr: prox.half(v, lr * 0.5)),
     "lp_2_3": (lambda: R.BNLp(0.5, p=2 / 3, update="prox"), lambda v, lr: prox.two_thirds(v, lr * 0.5)),
     "tl1": (lambda: R.BNTL1(0.5, a=1.0, update="prox"), lambda v, lr: prox.tl1(v, lr * 0.5, 1.0)),
-    "mcp": (lambda: R.BNMCP(0.5, a=3.0, update="prox"), lambda v, lr: prox.firm(v, 0.5, 3.0, lr)),
-    "scad": (lambda: R.BNSCAD(0.5, a=3.7, update="prox"), lambda v, lr: prox.scad(v, 0.5, 3.7, lr)),
+    "mcp": (lambda: R.BNMCP(0.5, gamma_sat=1.5, update="prox"), lambda v, lr: prox.firm(v, 0.5, 3.0, lr)),
+    "scad": (lambda: R.BNSCAD(0.5, gamma_sat=2.0, update="prox"), lambda v, lr: prox.scad(v, 0.5, 4.0, lr)),
     "polarization": (lambda: R.Polarization(1e-2, a=0.9), lambda v, lr: v.clamp(0, 0.9)),
 }
 
@@ -243,7 +242,7 @@ def test_rsnli_ista_step_and_cost_weights():
 @pytest.mark.parametrize("groups", ["filters", "channels"])
 def test_group_lasso_prox_is_radial_soft_threshold(groups):
     model, x, y = model_and_batch()
-    reg = R.GroupLasso(2.0, groups=groups, update="prox")
+    reg = R.GroupLasso(2.0, groups=groups, update="prox", exclude_first=False, penalize="prunable")
     reg.attach(model)
     dim = 0 if groups == "filters" else 1
     weights = {id(w): w.detach().clone() for s in reg.wg.slices for w, _ in s}
@@ -259,7 +258,7 @@ def test_group_lasso_prox_is_radial_soft_threshold(groups):
 
 def test_group_lasso_prox_refuses_overlapping_groups():
     with pytest.raises(ValueError, match="groups=oic overlap"):
-        R.GroupLasso(1e-3, groups="oic", update="prox")
+        R.GroupLasso(1e-3, groups="oic", update="prox", penalize="prunable")
 
 
 @pytest.mark.parametrize("approx", [False, True])
@@ -317,13 +316,13 @@ def test_penalties_are_scaler_agnostic_after_unscale():
 
 # ---- pruning criteria -----------------------------------------------------------------------------------
 
-def test_group_scores_zero_for_all_zero_groups_and_inf_for_excluded():
+def test_group_scores_zero_for_all_zero_groups():
     model, *_ = model_and_batch("vgg11")
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     convs[2].weight.data[[1, 4]] = 0.0
     names = [g.name for g in model.channel_groups()]
-    s = group_scores(model, "filters", exclude_first=True)
-    assert torch.isinf(s[names[0]]).all()
+    s = group_scores(model, "filters")
+    assert set(s) == set(names) and all(torch.isfinite(v).all() for v in s.values())
     assert (s[names[2]][[1, 4]] == 0).all() and (s[names[2]] > 0).sum() == model.widths[2] - 2
     # OIC: the group of channel k also holds input slice k of its consumer; zero that too -> score 0
     oic = group_scores(model, "oic")
@@ -359,7 +358,10 @@ def test_coupled_groups_hold_every_producer_and_consumer():
     assert group_scores(model)["stream"][2] > 0  # conv2's filter 2 is still alive
     model.conv2.weight.data[2] = 0
     assert group_scores(model)["stream"][2] == 0
-    assert torch.isinf(group_scores(model, exclude_first=True)["stream"]).all()  # the stem produces it
+    # excluding the first conv (the stem) from the penalty keeps the stream's other producer, conv2
+    wg = weight_groups(model, "filters", exclude_first=True)
+    penalised = dict(zip(wg.names, wg.slices, strict=True))
+    assert [w for w, _ in penalised["stream"]] == [model.conv2.weight]
     small = compact(model, select(group_scores(model), Threshold(0.0)).masks)
     assert small.widths == [5, 5] and small(torch.zeros(1, 3, 8, 8, dtype=torch.float64)).shape == (1, 10)
     costs = channel_costs(model, {"stem": 64, "conv1": 64, "conv2": 64})
@@ -378,46 +380,101 @@ def test_valley_threshold_finds_first_local_minimum():
         valley_threshold({"a": torch.tensor([0.005, 0.015, 0.015, 0.025, 0.025, 0.025])})
 
 
-def test_greg_grows_lambda_selects_and_resumes():
+def test_greg_selects_on_the_weights_its_phase_starts_from():
+    """GReg-1 picks min(⌈r·n⌉, n − 1) lowest-ℓ1 filters per layer when its penalty phase attaches — not at
+    construction, not in the run's compatibility check (which attaches a copy) — and never the first conv."""
+    from regprune.engine.phases import Train
+    from regprune.engine.schedule import Schedule
+    from regprune.run import check_compatible
+
+    model, *_ = model_and_batch()
+    reg = R.GrowingL2(ratio=0.3)
+    check_compatible(reg, model, Schedule(pretrain=Train(epochs=1, penalty=False), train=Train(epochs=1)))
+    assert reg.selected is None
+    reg.attach(model)
+    groups = model.channel_groups()
+    assert set(reg.selected) == {g.name for g in groups[1:]}  # exclude_first: the first conv is never selected
+    for g in groups[1:]:
+        conv = dict(model.named_modules())[g.out[0]]
+        norms = conv.weight.detach().abs().flatten(1).sum(1)
+        n = len(norms)
+        assert reg.selected[g.name] == sorted(norms.argsort()[:min(math.ceil(0.3 * n), n - 1)].tolist())
+
+
+def run_greg(reg, model, x, y, iterations: int) -> list[tuple[dict, bool]]:
+    """The loop's calls for ``iterations`` steps (no optimizer step): λ per layer and finished() after each."""
+    out = []
+    for step in range(iterations):
+        backward(model, x, y)
+        reg.after_backward()
+        reg.on_iteration(step)
+        out.append((dict(reg.lams), reg.finished()))
+    return out
+
+
+def test_greg_grows_every_k_iterations_stops_at_lam_max_then_stabilises():
+    model, x, y = model_and_batch()
+    reg = R.GrowingL2(ratio=0.25, delta=0.1, every=3, lam_max=0.25, stabilize=4)
+    reg.attach(model)
+    trace = run_greg(reg, model, x, y, 12)
+    lam = [next(iter(lams.values())) for lams, _ in trace]
+    assert all(len(set(lams.values())) == 1 for lams, _ in trace)  # no layer separates by magnitude here
+    assert lam == pytest.approx([0.1] * 3 + [0.2] * 3 + [0.25] * 6)  # updates at iterations 0, 3, 6
+    assert reg.stabilize_from == 6 and [f for _, f in trace] == [False] * 9 + [True] * 3  # 4 iterations later
+
+
+def test_greg_stops_growing_once_every_layer_is_separated_by_magnitude():
+    model, x, y = model_and_batch()
+    reg = R.GrowingL2(ratio=0.25, delta=0.1, every=3, lam_max=1.0, mag_ratio_limit=100.0, stabilize=0)
+    reg.attach(model)
+    modules = dict(model.named_modules())
+    run_greg(reg, model, x, y, 4)
+    assert reg.done == [] and set(reg.lams.values()) == {0.2}
+    for g in model.channel_groups()[1:]:  # the selected filters shrink 1000× below the kept ones
+        modules[g.out[0]].weight.data[reg.selected[g.name]] *= 1e-3
+    run_greg(reg, model, x, y, 3)  # iteration 6 updates: the smoothed ratio 0.9·~1 + 0.1·~1000 > 100
+    assert set(reg.done) == set(reg.lams) and list(reg.lams.values()) == pytest.approx([0.3] * len(reg.lams))
+    assert reg.stabilize_from == 6 and reg.finished()
+
+
+def test_greg_penalises_only_the_selected_filters_and_resumes_exactly():
     model, x, y = model_and_batch()
     reg = R.GrowingL2(ratio=0.25, delta=0.1, every=3, lam_max=0.25)
     reg.attach(model)
-    assert all(len(v) == model.widths[i] // 4 for i, v in enumerate(reg.selected.values()))
-    lams = []
-    for step in range(12):
-        reg.on_iteration(step)
-        lams.append(reg.current)
-    assert lams == [0, 0, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 0.25, 0.25, 0.25, 0.25]
-    # a fresh regularizer given the state continues identically
-    state = copy.deepcopy(reg.state_dict())
-    other = R.GrowingL2(ratio=0.25, delta=0.1, every=3, lam_max=0.25)
+    run_greg(reg, model, x, y, 5)
+    # a fresh regularizer given the state continues identically (attach then load_state_dict, as on resume)
+    other = R.GrowingL2(ratio=0.5, delta=0.1, every=3, lam_max=0.25)
     other.attach(model)
-    other.selected = {k: [] for k in other.selected}  # would differ if the state were ignored
-    other.load_state_dict(state)
-    assert other.selected == reg.selected and other.current == reg.current and other.iteration == reg.iteration
-    # only the selected filters get λ·w, exactly
-    reg.current = 0.2
+    other.load_state_dict(copy.deepcopy(reg.state_dict()))
+    assert other.selected == reg.selected and other.state_dict() == reg.state_dict()
+    assert run_greg(other, model, x, y, 4) == run_greg(reg, model, x, y, 4)
+    # only the selected filters (and their BN γ, β) get λ·w, exactly
+    group = model.channel_groups()[1]
+    conv, bn = (dict(model.named_modules())[n] for n in group.out)
+    lam = reg.lams[group.name]
     backward(model, x, y)
-    conv = model.features[0]
-    before = conv.weight.grad.clone()
-    bn_before = (model.features[1].weight.grad.clone(), model.features[1].bias.grad.clone())
+    before = [p.grad.clone() for p in (conv.weight, bn.weight, bn.bias)]
     reg.after_backward()
-    sel = reg.selected[model.channel_groups()[0].name]
-
-    def want_bn(p):
-        out = torch.zeros_like(p)
-        out[sel] = 0.2 * p.detach()[sel]
-        return out
-
-    want = torch.zeros_like(before)
-    want[sel] = 0.2 * conv.weight.detach()[sel]
-    torch.testing.assert_close(conv.weight.grad - before, want, rtol=1e-12, atol=0)
-    bn = model.features[1]  # the selected channels' BN γ, β are in their groups too
-    torch.testing.assert_close(bn.weight.grad - bn_before[0], want_bn(bn.weight), rtol=1e-12, atol=0)
-    torch.testing.assert_close(bn.bias.grad - bn_before[1], want_bn(bn.bias), rtol=1e-12, atol=0)
-    scores = reg.importance()(model)
-    r = select(scores, Threshold(0.0))
+    sel = reg.selected[group.name]
+    for p, b in zip((conv.weight, bn.weight, bn.bias), before, strict=True):
+        want = torch.zeros_like(p)
+        want[sel] = lam * p.detach()[sel]
+        torch.testing.assert_close(p.grad - b, want, rtol=1e-12, atol=0)
+    r = select(reg.importance()(model), Threshold(0.0))
     assert all(int((~r.masks[k]).sum()) == len(v) for k, v in reg.selected.items())
+    assert r.kept()[model.channel_groups()[0].name] == model.widths[0]
+
+
+def test_greg_refuses_a_penalty_phase_on_initial_weights():
+    from regprune.engine.phases import Prune, Train
+    from regprune.engine.schedule import Schedule
+    from regprune.errors import UserError
+    from regprune.run import check_compatible
+
+    model, *_ = model_and_batch()
+    with pytest.raises(UserError, match="add a plain training phase before it"):
+        check_compatible(R.GrowingL2(), model, Schedule(train=Train(epochs=1)))
+    check_compatible(R.GrowingL2(), model, Schedule(train=Train(epochs=1), prune=Prune(), start_from="runs/x"))
 
 
 def test_hgl_default_critical_magnitude_is_the_gradient_crossing():
@@ -426,9 +483,94 @@ def test_hgl_default_critical_magnitude_is_the_gradient_crossing():
     assert float(2 * reg.lam * m) == pytest.approx(float(reg.lam_half / (2 * m.sqrt())))
 
 
+def test_hgl_relative_critical_magnitude_follows_each_layer_and_reports_both_branches():
+    """m* = r × the layer's current median filter ℓ1 norm: the branch of a filter does not change when its
+    layer's scale does, and epoch_stats gives the share of penalised filters above and below m*."""
+    model, *_ = model_and_batch()
+    reg = R.HGL(1e-3, 1e-2, m_star_rel=1.0, exclude_first=False)
+    reg.attach(model)
+    mags = [m.detach() for m in reg.magnitudes()]
+    above = torch.cat([m > m.median() for m in mags])
+    stats = reg.epoch_stats()
+    assert stats["hgl_above_m_star_pct"] == pytest.approx(100.0 * float(above.sum()) / above.numel())
+    assert 0 < stats["hgl_above_m_star_pct"] < 100 and stats["hgl_below_m_star_pct"] == pytest.approx(
+        100.0 - stats["hgl_above_m_star_pct"])
+    assert stats["penalised_groups"] == above.numel() == sum(model.widths)
+    absolute = R.HGL(1e-3, 1e-2, m_star=float(mags[0].median()), exclude_first=False)
+    absolute.attach(model)
+    before = absolute.epoch_stats()["hgl_above_m_star_pct"]
+    model.features[0].weight.data *= 10.0  # one layer 10× larger: with m* relative its filters keep their branches
+    assert reg.epoch_stats() == stats
+    assert absolute.epoch_stats()["hgl_above_m_star_pct"] > before  # with m* absolute they all move above
+
+
+LI_HU_RESNET56 = ["li2024/c10_resnet56_l12", "li2024/c10_resnet56_gl_half", "li2024/c10_resnet56_hgl",
+                  "li2024/c10_resnet56_group_lasso"]
+
+
+@pytest.mark.parametrize("preset", LI_HU_RESNET56)
+def test_li_hu_presets_penalise_every_conv_but_the_first(preset):
+    """Li/Hu penalise the filters of every convolution except the first: all 54 of ResNet-56's other convs,
+    not only the 27 whose channels inside_blocks pruning can remove; sparsity figures cover all of them."""
+    from hydra.utils import instantiate
+
+    cfg = compose([f"experiment={preset}"])
+    model = instantiate(cfg.model, num_classes=10, in_channels=3)
+    reg = instantiate(cfg.regularizer)
+    reg.attach(model)
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    penalised = [w for s in reg.wg.slices for w, d in s if d == 0 and w.dim() > 1]
+    others = [m.weight for n, m in convs.items() if n != "conv"]
+    assert len(convs) == 55 and len(penalised) == len(others) == 54
+    assert {id(w) for w in penalised} == {id(w) for w in others}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    reg.after_backward()
+    assert all((w.grad.flatten(1).abs().sum(1) > 0).all() for w in others)  # every filter gets the penalty
+    assert (convs["conv"].weight.grad == 0).all()
+    assert reg.epoch_stats()["penalised_groups"] == sum(w.shape[0] for w in others)
+
+
+ZERO_DETECTION = ["tang2023/c10_vgg16", "tang2023/c100_resnet56_momentum0", "li2024/c10_resnet56_l12",
+                  "li2024/c10_vgg16_gl_half", "li2024/c10_resnet20_hgl", "li2024/c10_resnet20_group_lasso"]
+
+
+@pytest.mark.parametrize("preset", ZERO_DETECTION)
+def test_zero_detection_removes_a_channel_exactly_when_its_filter_gamma_and_beta_are_zero(preset):
+    """A zeroed filter still emits ReLU(BN(0)) = ReLU(β − γμ/σ): with the channel's γ, β in its group
+    (bn=true), zero detection keeps it until all three are zero, and then removing it changes no output."""
+    from hydra.utils import instantiate
+
+    cfg = compose([f"experiment={preset}"])
+    classes = 100 if "c100" in preset else 10
+    model = instantiate(cfg.model, num_classes=classes, in_channels=3).double().eval()
+    g = torch.Generator().manual_seed(0)
+    for bn in model.modules():  # the statistics and shifts of a trained network
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.running_mean.copy_(torch.randn(bn.num_features, generator=g, dtype=torch.float64))
+            bn.running_var.copy_(0.5 + torch.rand(bn.num_features, generator=g, dtype=torch.float64))
+            bn.bias.data.copy_(torch.randn(bn.num_features, generator=g, dtype=torch.float64))
+    reg = instantiate(cfg.regularizer)
+    reg.attach(model)
+    threshold = cfg.schedule.prune.threshold
+    group = model.channel_groups()[1]
+    conv, bn = (dict(model.named_modules())[n] for n in group.out)
+    conv.weight.data[3] = 0.0
+    assert reg.importance()(model)[group.name][3] > threshold  # β ≠ 0: the channel still acts
+    bn.weight.data[3] = bn.bias.data[3] = 0.0
+    scores = reg.importance()(model)
+    assert scores[group.name][3] == 0
+    result = select(scores, Threshold(threshold))
+    assert result.kept() == {k: len(m) - (k == group.name) for k, m in result.masks.items()}
+    x = torch.randn(2, 3, 32, 32, generator=g, dtype=torch.float64)
+    small = compact(model, result.masks)
+    torch.testing.assert_close(small(x), model(x), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"_target_": "BNLp", "p": 1.0}, "p=1.0"), ({"_target_": "BNLp", "p": 0.75, "update": "prox"}, "update='prox'"),
-    ({"_target_": "BNMCP", "a": 1.0}, "a=1.0"), ({"_target_": "BNSCAD", "a": 2.0}, "a=2.0"),
+    ({"_target_": "BNMCP", "gamma_sat": 1e-4}, "gamma_sat=0.0001"),
+    ({"_target_": "BNSCAD", "gamma_sat": 2e-4}, "gamma_sat=0.0002"), ({"_target_": "BNMCP", "lam": 0.0}, "lam=0.0"),
     ({"_target_": "GroupLasso", "groups": "rows"}, "groups='rows'"), ({"_target_": "HGL", "lam": 0.0}, "m_star"),
     ({"_target_": "GrowingL2", "ratio": 1.0}, "ratio=1.0"), ({"_target_": "Polarization", "t": 0}, "t=0"),
 ])
@@ -446,6 +588,8 @@ YAMLS = sorted(p.stem for p in (ROOT / "configs" / "regularizer").glob("*.yaml")
 EXTRA = {n: ["schedule.prune.scope=layer"] for n in ("group_lasso", "group_lasso_channel", "oicsr", "l12",
                                                       "gl_half", "hgl")}
 EXTRA["polarization"] = ["schedule.prune.criterion=percentile"]
+EXTRA["greg"] = ["schedule=greg", "schedule.pretrain.epochs=1"]  # GReg starts from a trained model
+EXTRA |= {n: ["schedule=gates", "schedule.pretrain.epochs=1"] for n in ("dmc", "resrep")}  # so do these
 
 
 @pytest.mark.parametrize("name", YAMLS)
@@ -460,6 +604,31 @@ def test_every_regularizer_yaml_trains_prunes_and_compacts(name, tmp_path):
     assert metrics["macs"] <= metrics["macs_unpruned"]
     if metrics["channels_pruned_ratio"] > 0:
         assert metrics["macs"] < metrics["macs_unpruned"] and metrics["params"] < metrics["params_unpruned"]
+
+
+def test_greg_run_pretrains_ends_its_penalty_phase_by_its_rule_and_prunes_the_selection(tmp_path):
+    """pretrain (no penalty) → GReg until its stopping rule (λ at lam_max, then ``stabilize`` iterations) ends the
+    phase before its epoch ceiling → prune exactly the selected filters (half of every layer but the first)."""
+    import csv
+    from pathlib import Path
+
+    from regprune.run import run
+
+    cfg = compose([*FAST, "regularizer=greg", "regularizer.delta=0.05", "regularizer.every=1",
+                   "regularizer.stabilize=5", "schedule=greg", "schedule.pretrain.epochs=2",
+                   "schedule.pretrain.weight_decay=0.0", "schedule.train.epochs=20", "schedule.train.weight_decay=0.0",
+                   "schedule.prune.criterion=auto",
+                   f"run.root={tmp_path}"])
+    metrics = run(cfg)
+    rows = list(csv.DictReader(open(Path(metrics["run_dir"]) / "history.csv")))
+    assert [r["phase"] for r in rows[:2]] == ["pretrain", "pretrain"] and "acc_pretrained_final" in metrics
+    train = [r for r in rows if r["phase"] == "train"]
+    assert len(train) < 20 and float(train[-1]["greg_stabilizing"]) == 1.0  # 20 λ steps + 5: the 2nd epoch
+    assert float(train[-1]["greg_lam_max"]) == pytest.approx(1.0)
+    kept, total = metrics["kept_channels"], metrics["total_channels"]
+    first = next(iter(total))
+    assert kept[first] == total[first]
+    assert all(kept[k] == total[k] - math.ceil(0.5 * total[k]) for k in total if k != first)
 
 
 def test_l1_2_prox_zeroes_weights_and_removes_whole_channels(tmp_path):

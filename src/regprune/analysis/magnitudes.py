@@ -1,12 +1,13 @@
-"""Magnitude framework (Li, Hu et al., TSMC 2024; papers.md §1): how a penalty shapes the distribution of
-weight magnitudes |w| and of group (filter) magnitudes ‖w_g‖₂ during training.
+"""Magnitude framework (Li, Hu et al., TSMC 2024; docs/methods.md, Group sparsity on filters): how a penalty
+shapes the distribution of weight magnitudes |w| and of group (filter) magnitudes during training.
 
 Every ``magnitude_every`` epochs the runner appends one JSON line to ``magnitudes.jsonl`` in the run folder
 (rewritten atomically; a resumed run replaces lines of epochs it repeats): per conv/linear layer and
-overall, histograms of log10|w| and log10‖filter‖₂ over fixed edges (``LOG10_EDGES``, 0.1 decade from
-1e-8 to 1e2, with the counts of exact zeros and of values outside the edges kept separately), weight
-sparsity (exact zeros, and |w| < 0.009 as Li/Hu zero them) and filter sparsity (filters entirely zero, and
-entirely below 0.009). Filters are dim-0 slices (output channels) of each weight.
+overall, histograms of log10|w|, log10‖filter‖₂ (``group_hist``) and log10‖filter‖₁ (``group_hist_l1``, the
+magnitude Li/Hu's penalties act on) over fixed edges (``LOG10_EDGES``, 0.1 decade from 1e-8 to 1e2, with the
+counts of exact zeros and of values outside the edges kept separately), weight sparsity (exact zeros, and
+|w| < 0.009 as Li/Hu zero them) and filter sparsity (filters entirely zero, and entirely below 0.009) over
+every filter of every conv/linear layer. Filters are dim-0 slices (output channels) of each weight.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def layer_stats(w: torch.Tensor, threshold: float = ZERO_THRESHOLD) -> dict:
     return {"weights": a.numel(), "zero": int((a == 0).sum()), "small": int((a < threshold).sum()),
             "filters": len(peak), "filters_zero": int((peak == 0).sum()),
             "filters_small": int((peak < threshold).sum()),
-            "weight_hist": histogram(a), "group_hist": histogram(per_filter.pow(2).sum(1).sqrt())}
+            "weight_hist": histogram(a), "group_hist": histogram(per_filter.pow(2).sum(1).sqrt()),
+            "group_hist_l1": histogram(per_filter.sum(1))}
 
 
 def summary(stats: dict) -> dict[str, float]:
@@ -63,8 +65,8 @@ def magnitude_stats(model: nn.Module, threshold: float = ZERO_THRESHOLD) -> dict
         s.update(summary(s))
     total = {k: sum(s[k] for s in layers.values()) for k in ("weights", "zero", "small", "filters",
                                                                "filters_zero", "filters_small")}
-    total["weight_hist"] = _merge([s["weight_hist"] for s in layers.values()])
-    total["group_hist"] = _merge([s["group_hist"] for s in layers.values()])
+    for key in ("weight_hist", "group_hist", "group_hist_l1"):
+        total[key] = _merge([s[key] for s in layers.values()])
     total.update(summary(total))
     return {"log10_edges": list(LOG10_EDGES), "threshold": threshold, "overall": total, "layers": layers}
 
@@ -82,10 +84,11 @@ def record_magnitudes(record: RunRecord, logger, model: nn.Module, phase: str, e
     stats = magnitude_stats(model)
     append_jsonl(record, "magnitudes.jsonl", {"phase": phase, "epoch": epoch, "step": step, **stats},
                  key=("phase", "epoch"))
-    weights = [m.weight.detach().flatten() for m in model.modules() if isinstance(m, WEIGHT_TYPES)]
-    filters = [w.detach().flatten(1).norm(dim=1) if w.dim() > 1 else w.detach().abs()
-               for m in model.modules() if isinstance(m, WEIGHT_TYPES) for w in [m.weight]]
-    for tag, values in (("weight", torch.cat(weights).abs()), ("group", torch.cat(filters))):
+    weights = [m.weight.detach() for m in model.modules() if isinstance(m, WEIGHT_TYPES)]
+    filters = [w.abs().flatten(1) if w.dim() > 1 else w.abs()[:, None] for w in weights]
+    for tag, values in (("weight", torch.cat([w.flatten() for w in weights]).abs()),
+                        ("group", torch.cat([f.pow(2).sum(1).sqrt() for f in filters])),
+                        ("group_l1", torch.cat([f.sum(1) for f in filters]))):
         nonzero = values[values > 0]
         logger.histogram(f"{phase}/log10_{tag}_magnitude", nonzero.log10().float().cpu().numpy(), step=step)
     return {k: stats["overall"][k] for k in ("weight_sparsity", "weight_sparsity_thr", "filter_sparsity",

@@ -142,7 +142,7 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.
             loss.backward()
         else:
             scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # papers.md §6: penalty gradients go in after unscaling
+            scaler.unscale_(optimizer)  # penalty gradients go in after unscaling (docs/methods.md, Training step)
         if regularizer is not None:
             regularizer.after_backward()
         if scaler is None:

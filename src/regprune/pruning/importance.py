@@ -38,19 +38,18 @@ class BNScale(Importance):
 
 
 class WeightNorm(Importance):
-    """A norm of the weights each channel owns (docs/methods.md, "Weight groups"): ``grouping`` filters (its
+    """A norm of the weights each channel owns (docs/methods.md, Group lasso (SSL)): ``grouping`` filters (its
     producers' dim-0 slices), channels (its consumers' dim-1 slices) or oic (both); ``norm`` l1 | l2 | max;
-    ``exclude_first`` scores the groups the first conv produces +inf (never pruned); ``bn`` adds the gate
-    BN's γ and β of the channel to its group."""
+    ``bn`` adds the gate BN's γ and β of the channel to its group."""
 
-    def __init__(self, grouping: str = "filters", norm: str = "l2", exclude_first: bool = False, bn: bool = False):
-        self.grouping, self.norm, self.exclude_first, self.bn = grouping, norm, exclude_first, bn
+    def __init__(self, grouping: str = "filters", norm: str = "l2", bn: bool = False):
+        self.grouping, self.norm, self.bn = grouping, norm, bn
         self.name = f"{grouping}_{norm}"
 
     def __call__(self, model: PrunableModel) -> Scores:
         from ..regularizers.groups import group_scores  # penalties and importance share the weight groups
 
-        return group_scores(model, self.grouping, self.exclude_first, self.norm, self.bn)
+        return group_scores(model, self.grouping, self.norm, self.bn)
 
 
 class GateValue(Importance):

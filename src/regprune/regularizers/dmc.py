@@ -23,6 +23,7 @@ from .gated import GateRegularizer, check_budget
 
 class DMC(GateRegularizer):
     name = "dmc"
+    needs_trained_model = True  # gates a trained network
     in_loss = True
     budgeted = True
 

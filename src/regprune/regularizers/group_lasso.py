@@ -1,5 +1,6 @@
 """Group lasso λΣ_g‖w_g‖₂ on filters / channels (SSL, Wen et al. 2016) or out-in-channel groups (OICSR,
-Li et al. 2019); papers.md §1.
+Li et al. 2019); docs/methods.md, Group lasso (SSL) and OICSR. On filters it acts by default on every conv but
+the first (``penalize=all_convs``, ``exclude_first``), as Li, Hu et al.'s group-lasso baseline does.
 
 ``update=subgradient`` adds λ·w_g/‖w_g‖₂ (0 for an all-zero group) after backward; ``update=prox`` applies
 the radial soft threshold w_g ← max(0, 1 − lr·λ/‖w_g‖₂)·w_g after each step, which zeroes whole groups
@@ -22,8 +23,8 @@ class GroupLasso(GroupPenalty):
     norm = "l2"
 
     def __init__(self, lam: float = 1e-4, groups: str = "filters", update: str = "subgradient",
-                 exclude_first: bool = False, score: str = "l2", bn: bool = False):
-        super().__init__(lam, groups, exclude_first, score, bn=bn)
+                 exclude_first: bool = True, score: str = "l2", bn: bool = False, penalize: str = "all_convs"):
+        super().__init__(lam, groups, exclude_first, score, bn=bn, penalize=penalize)
         if checked_update(update) == "prox" and groups == "oic":
             raise ValueError("update='prox' needs non-overlapping groups; groups=oic overlap (use subgradient)")
         self.update = update

@@ -1,4 +1,4 @@
-"""ℓ1 on BN scale factors: network slimming (Liu et al. 2017, papers.md §1)."""
+"""ℓ1 on BN scale factors: network slimming (Liu et al. 2017; docs/methods.md, Network Slimming)."""
 
 from __future__ import annotations
 

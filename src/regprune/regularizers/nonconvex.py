@@ -1,9 +1,14 @@
-"""Non-convex penalties on BN scale factors γ (Bui et al. 2020/2021, papers.md §1): ℓp, Tℓ1, MCP, SCAD.
+"""Non-convex penalties on BN scale factors γ (Bui et al. 2020/2021; docs/methods.md, Nonconvex network
+slimming): ℓp, Tℓ1, MCP, SCAD.
 
 ``update=subgradient`` adds the penalty's derivative to γ's gradient after backward (as NS and Bui et
 al. do); ``update=prox`` replaces γ by its proximal point with step lr after each optimizer step (closed
 forms in ``prox``; exact zeros appear, so the default prune criterion becomes zero detection). All γ
 tensors are handled as one flat vector.
+
+MCP and SCAD are flat beyond a saturation point |γ| = a·λ. It is a setting of its own, ``gamma_sat``
+(``a`` = gamma_sat/λ is derived), so that changing λ keeps the penalty acting on the same range of γ; and
+``attach`` refuses a model on whose every gate γ the penalty's gradient is 0 (it would not act at all).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import math
 
 import torch
 
+from ..errors import UserError
+from ..models.base import PrunableModel
 from . import penalties as P
 from . import prox
 from .base import UPDATES, BNRegularizer, checked_update
@@ -31,6 +38,18 @@ class ElementwiseBN(BNRegularizer):
 
     def has_prox(self) -> bool:
         return True
+
+    def attach(self, model: PrunableModel) -> None:
+        super().attach(model)
+        gammas = self.flat()
+        if self.lam > 0 and not self.rho_grad(gammas).any():
+            raise UserError(f"regularizer={self.name}: the penalty's gradient is 0 at every gate γ of "
+                            f"{type(model).__name__} (|γ| in [{float(gammas.abs().min()):.3g}, "
+                            f"{float(gammas.abs().max()):.3g}]), so it would not act{self.flat_hint()}")
+
+    def flat_hint(self) -> str:
+        """What to change when the penalty is flat at every γ (see ``attach``)."""
+        return ""
 
     def rho(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -105,16 +124,33 @@ class BNTL1(ElementwiseBN):
         return prox.tl1(y, lr * self.lam, self.a)
 
 
-class BNMCP(ElementwiseBN):
-    """Minimax concave penalty Σ ρ_{λ,a}(γ), a > 1: λ|γ| − γ²/(2a) up to |γ| = aλ, then flat (aλ²/2)."""
+class Saturating(ElementwiseBN):
+    """A penalty flat beyond |γ| = ``gamma_sat`` = a·λ (MCP, SCAD): ``a`` is derived from λ and gamma_sat."""
+
+    min_a = 1.0
+
+    def __init__(self, lam: float, gamma_sat: float, update: str):
+        if not lam > 0:
+            raise ValueError(f"lam={lam} must be > 0 (the penalty's slope at 0)")
+        if not gamma_sat > self.min_a * lam:
+            raise ValueError(f"gamma_sat={gamma_sat} must be > {self.min_a:g}·lam = {self.min_a * lam:g} "
+                             f"(a = gamma_sat/lam > {self.min_a:g})")
+        self.gamma_sat, self.a = float(gamma_sat), float(gamma_sat) / float(lam)
+        super().__init__(lam, update)
+
+    def flat_hint(self) -> str:
+        return (f": it is flat beyond |γ| = regularizer.gamma_sat = {self.gamma_sat:g}; set gamma_sat above the "
+                f"model's γ (e.g. its bn_init)")
+
+
+class BNMCP(Saturating):
+    """Minimax concave penalty Σ ρ_{λ,a}(γ), a > 1: λ|γ| − γ²/(2a) up to |γ| = aλ = gamma_sat, then flat
+    (aλ²/2)."""
 
     name = "mcp"
 
-    def __init__(self, lam: float = 1e-4, a: float = 3.0, update: str = "subgradient"):
-        if not a > 1:
-            raise ValueError(f"a={a} must be > 1")
-        self.a = float(a)
-        super().__init__(lam, update)
+    def __init__(self, lam: float = 1e-4, gamma_sat: float = 1.0, update: str = "subgradient"):
+        super().__init__(lam, gamma_sat, update)
 
     def rho(self, x):
         return P.mcp(x, self.lam, self.a)
@@ -126,16 +162,14 @@ class BNMCP(ElementwiseBN):
         return prox.firm(y, self.lam, self.a, step=lr)
 
 
-class BNSCAD(ElementwiseBN):
-    """SCAD Σ ρ_{λ,a}(γ), a > 2: ℓ1 up to λ, quadratic blend to aλ, then flat (λ²(a+1)/2)."""
+class BNSCAD(Saturating):
+    """SCAD Σ ρ_{λ,a}(γ), a > 2: ℓ1 up to λ, quadratic blend to aλ = gamma_sat, then flat (λ²(a+1)/2)."""
 
     name = "scad"
+    min_a = 2.0
 
-    def __init__(self, lam: float = 1e-4, a: float = 3.7, update: str = "subgradient"):
-        if not a > 2:
-            raise ValueError(f"a={a} must be > 2")
-        self.a = float(a)
-        super().__init__(lam, update)
+    def __init__(self, lam: float = 1e-4, gamma_sat: float = 1.0, update: str = "subgradient"):
+        super().__init__(lam, gamma_sat, update)
 
     def rho(self, x):
         return P.scad(x, self.lam, self.a)

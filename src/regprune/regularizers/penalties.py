@@ -1,5 +1,5 @@
-"""Element-wise penalty functions ρ and their derivatives (papers.md §1), shared by the regularizers,
-the proximal-operator tests and the analysis code. ℓ1, ℓp and Tℓ1 are without λ (the regularizer
+"""Element-wise penalty functions ρ and their derivatives (docs/methods.md, one section per method), shared
+by the regularizers, the proximal-operator tests and the analysis code. ℓ1, ℓp and Tℓ1 are without λ (the regularizer
 multiplies); MCP and SCAD carry their own λ, which also sets where they flatten out.
 
 Derivatives use sign(0) = 0, so an exact zero never receives a penalty gradient, and are finite

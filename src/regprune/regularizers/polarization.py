@@ -1,4 +1,4 @@
-"""Polarization regularizer (Zhuang et al., NeurIPS 2020, papers.md §1, §4).
+"""Polarization regularizer (Zhuang et al., NeurIPS 2020; docs/methods.md, Polarization).
 
 R(γ) = λ[t‖γ‖₁ − ‖γ − γ̄1‖₁] over all gate γ of the network, γ̄ their mean (the authors' code uses the
 global mean over every BN), γ clamped to [0, a] after each step. The subgradient is analytic:

@@ -1,4 +1,4 @@
-"""Closed-form proximal operators, element-wise on tensors (papers.md §2).
+"""Closed-form proximal operators, element-wise on tensors (docs/methods.md, Proximal operators).
 
 Convention A: ``prox(y) = argmin_x ½(x − y)² + λ·ρ(x)``. For MCP and SCAD, whose λ sits inside ρ, the
 operators take ``step`` η and solve ``argmin_x ½(x − y)² + η·ρ_{λ,a}(x)``; a proximal-gradient step

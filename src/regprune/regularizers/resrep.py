@@ -28,6 +28,7 @@ from .gated import GateRegularizer, check_budget
 
 class ResRep(GateRegularizer):
     name = "resrep"
+    needs_trained_model = True  # gates a trained network
     budgeted = True
 
     def __init__(self, lam: float = 1e-4, flops_target: float = 0.471, warmup: int = 3900, every: int = 200,

@@ -1,5 +1,5 @@
 """ISTA on BN γ weighted by compute cost (Ye et al., ICLR 2018, "Rethinking the smaller-norm-less-
-informative assumption"; papers.md §1).
+informative assumption"; docs/methods.md, RSNLI).
 
 Penalty λ Σ_g c_g Σ_{k∈g} |γ_k|, optimised by soft-thresholding γ ← sign(γ)·max(|γ| − lr·λ·c_g, 0) after
 each SGD step (``update=prox``, ISTA) or by adding λc_g·sign(γ) to the gradient (``update=subgradient``).
