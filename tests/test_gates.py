@@ -1,4 +1,4 @@
-"""Gates (docs/methods.md, "Gates"): installed from the channel groups of every model family, folded exactly
+"""Gates (docs/methods.md, Gates): installed from the channel groups of every model family, folded exactly
 (float64) without leaving a gated module, scored, recorded in the spec, and pruned exactly — whole residual
 branches included; the FLOPs of a gated network equal the MACs of the pruned one."""
 

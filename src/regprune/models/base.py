@@ -55,7 +55,7 @@ class Branch:
     last BatchNorm, whose output the whole branch is proportional to (followed at most by a ReLU and a conv).
     Zeroing that BN silences the branch, so a block gate lives there and the groups inside the branch
     (``ChannelGroup.branch == name``) can then all go to width 0; a block with zero inner width skips the
-    branch (docs/methods.md, "Gates")."""
+    branch (docs/methods.md, Gates)."""
 
     name: str
     bn: str

@@ -1,4 +1,4 @@
-"""Gates: learnable factors on a BatchNorm's output that decide what to prune (docs/methods.md, "Gates").
+"""Gates: learnable factors on a BatchNorm's output that decide what to prune (docs/methods.md, Gates).
 
 A gate lives inside the BatchNorm it multiplies, so a gated model keeps the module names, the state-dict keys
 (the BN's plus ``gate`` or ``compactor``) and ``isinstance(m, nn.BatchNorm2d)``. ``regprune.pruning.gates``
@@ -20,7 +20,7 @@ GATE_FUNCTIONS = ("identity", "step", "smooth_l0")
 
 class StepSTE(torch.autograd.Function):
     """1 where θ > 0, else 0; the gradient passes straight through (Bengio et al.'s straight-through
-    estimator, as DMC trains its discrete gates; docs/methods.md, "DMC")."""
+    estimator, as DMC trains its discrete gates; docs/methods.md, DMC)."""
 
     @staticmethod
     def forward(ctx, theta: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """MACs as a function of how many channels of each group are on, for FLOPs budgets during training
-(docs/methods.md, "Gates").
+(docs/methods.md, Gates).
 
 ``ChannelCost(model, sizes)(on)`` takes per group the number of channels that are on (a count, or a sum of gate
 factors, differentiable) and returns the MACs ``cost.count_macs`` counts for the model pruned to those widths:

@@ -1,4 +1,4 @@
-"""Gates, generically from a model's channel groups (docs/methods.md, "Gates"): install, score, fold.
+"""Gates, generically from a model's channel groups (docs/methods.md, Gates): install, score, fold.
 
 ``install_gates``  swaps BatchNorms for gated ones (``regprune.models.gates``): every group's gate BN gets one
                    factor per channel (``channels``), every residual branch's last BN one factor for the whole
@@ -160,7 +160,7 @@ def fold_gates(model: PrunableModel) -> None:
 
 
 def merge_compactor(conv: nn.Conv2d, bn: nn.BatchNorm2d, q: torch.Tensor) -> None:
-    """Q·BN(conv(x)) as one conv and a BN that only shifts (docs/methods.md, "ResRep"): with s = γ/√(var + eps),
+    """Q·BN(conv(x)) as one conv and a BN that only shifts (docs/methods.md, ResRep): with s = γ/√(var + eps),
     Q·BN(Wx + b) = (Q·diag(s)·W)x + Q(β + s(b − μ)); the BN keeps mean 0, var 1 − eps, γ = 1, β = that shift."""
     s = bn.weight / (bn.running_var + bn.eps).sqrt()
     bias = conv.bias if conv.bias is not None else torch.zeros_like(s)

@@ -53,7 +53,7 @@ class WeightNorm(Importance):
 
 
 class GateValue(Importance):
-    """The gates' own scores (docs/methods.md, "Gates"): 0 exactly where the gates close a channel."""
+    """The gates' own scores (docs/methods.md, Gates): 0 exactly where the gates close a channel."""
 
     name = "gate"
 

@@ -1,4 +1,4 @@
-"""Discrete Model Compression (Gao et al., CVPR 2020; docs/methods.md, "DMC").
+"""Discrete Model Compression (Gao et al., CVPR 2020; docs/methods.md, DMC).
 
 Every channel gets a discrete gate g = 1[θ > 0] after its BN, so the loss is the loss of the network actually
 pruned where gates are 0; θ is trained through the straight-through estimator (∂g/∂θ := 1), with the other

@@ -1,4 +1,4 @@
-"""The base of the gate methods (docs/methods.md, "Gates"): SSS, DMC, GDP, ResRep.
+"""The base of the gate methods (docs/methods.md, Gates): SSS, DMC, GDP, ResRep.
 
 ``attach`` installs the gates the method trains (``layout``, a ``regprune.pruning.gates.GateLayout``) unless the
 model already carries them (a resumed run, the prune phase). The method moves its gates itself: after backward,
@@ -47,6 +47,8 @@ class GateRegularizer(Regularizer):
         ids = {id(p) for p in self.params}
         self.frozen = [p for p in model.parameters() if id(p) not in ids] if self.freeze_weights else []
         self.grads: list[torch.Tensor] = []
+        self.slots = [(g.name, [(self.gated[b], model.gate_index(g, b)) for b in g.gates if b in self.gated])
+                      for g in model.channel_groups()]  # where each group's channels sit in its gates
         self.detach()
         self.sizes, self._cost = OutputSizes(model), None
 
@@ -71,8 +73,8 @@ class GateRegularizer(Regularizer):
 
     def factors(self) -> dict[str, torch.Tensor]:
         """Each group's channel gate factors, differentiable (the mean over a coupled group's gate BNs)."""
-        return {g.name: torch.stack([self.gated[b].factor()[self.model.gate_index(g, b)] for b in g.gates]).mean(0)
-                for g in self.model.channel_groups()}
+        return {name: torch.stack([m.factor()[index] for m, index in slots]).mean(0)
+                for name, slots in self.slots if slots}
 
     def flops_kept(self) -> float:
         """MACs of the network pruned where the gates are closed, as a share of the full network's."""

@@ -1,4 +1,4 @@
-"""Gates with Differentiable Polarization (Guo et al., ICCV 2021; docs/methods.md, "GDP").
+"""Gates with Differentiable Polarization (Guo et al., ICCV 2021; docs/methods.md, GDP).
 
 Every channel gets the smoothed-ℓ0 gate g(θ) = θ²/(θ² + ε) after its BN (the paper's gate function): 0 only at
 θ = 0, ≈ 1 once |θ| ≫ √ε, where its gradient 2θε/(θ² + ε)² vanishes, so open gates stop moving while gates near
@@ -23,7 +23,7 @@ class GDP(GateRegularizer):
     in_loss = True
     budgeted = True
 
-    def __init__(self, lam: float = 1.0, flops_target: float = 0.5, eps: float = 1e-2, init: float = 1.0,
+    def __init__(self, lam: float = 1.0, flops_target: float = 0.5, eps: float = 1e-2, init: float = 0.3,
                  check_every: int = 10):
         if not eps > 0:
             raise ValueError(f"eps={eps} must be > 0")

@@ -1,4 +1,4 @@
-"""ResRep (Ding et al., ICCV 2021; docs/methods.md, "ResRep"): compactors with gradient resetting.
+"""ResRep (Ding et al., ICCV 2021; docs/methods.md, ResRep): compactors with gradient resetting.
 
 A compactor Q (a 1×1 conv, the identity at installation) follows every prunable BN; channel k is Q's row k. The
 penalty is group lasso on the rows, λΣ_k‖Q_k‖₂, and the compactors' gradient is reset per row:

@@ -1,4 +1,4 @@
-"""Sparse Structure Selection (Huang & Wang, ECCV 2018; docs/methods.md, "SSS").
+"""Sparse Structure Selection (Huang & Wang, ECCV 2018; docs/methods.md, SSS).
 
 A scaling factor λ per structure (``structures=channels``: every channel of every group; ``blocks``: every
 residual branch), initialised to 1, multiplies the structure's output; the loss adds γ‖λ‖₁. λ is optimised by

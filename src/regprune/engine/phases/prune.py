@@ -110,7 +110,7 @@ class Prune(Phase):
 
 def record_pruning(runner: Runner, state: RunState, name: str, result: PruneResult, labels: dict,
                    recal_batches: int = 0, keep_recalibrated: bool = False) -> None:
-    """Fold any gates (docs/methods.md, "Gates"), mask, compact and record: accuracy of the masked and of the
+    """Fold any gates (docs/methods.md, Gates), mask, compact and record: accuracy of the masked and of the
     compacted model (they must agree) and the kept channels (the pruned ratio counts from the unpruned model, also
     after several passes); with ``recal_batches``, accuracy after adaptive-BN recalibration of the compacted model
     (of a copy, unless ``keep_recalibrated``: then the recalibrated model continues)."""
