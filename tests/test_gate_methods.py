@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import compose, crash, train
+from conftest import ROOT, compose, crash, train
 from regprune import regularizers as R
 from regprune.models import build_model
 from regprune.models.gates import GATED
@@ -290,3 +290,32 @@ def test_gate_phase_crash_then_resume_matches_uninterrupted(method, tmp_path):
         results.append({k: metrics[k] for k in ("acc_trained_final", "acc_pruned", "kept_channels",
                                                 "acc_finetuned_final", "macs")})
     assert results[0] == results[1]
+
+
+# ---- CIFAR presets -----------------------------------------------------------------------------------------
+GATE_PRESETS = sorted(p.stem for p in (ROOT / "configs/experiment/survey").glob("*.yaml")
+                      if p.stem.rsplit("_", 1)[1] in ("sss", "dmc", "gdp", "resrep"))
+
+
+@pytest.mark.parametrize("row", GATE_PRESETS)
+def test_gate_presets_fit_their_model_and_carry_the_published_settings(row):
+    from hydra.utils import instantiate
+
+    cfg = compose([f"experiment=survey/{row}"])
+    reg = instantiate(cfg.regularizer)
+    reg.attach(instantiate(cfg.model, num_classes=100 if row.startswith("c100") else 10, in_channels=3))
+    phases = dict(instantiate(cfg.schedule).plan())
+    method = row.rsplit("_", 1)[1]
+    if method == "sss":  # from scratch; the authors' ResNet gating is per block
+        assert "pretrain" not in phases and phases["prune"].criterion == "auto"
+        assert reg.layout.structures == ("blocks" if "resnet56" in row else "channels")
+        assert (reg.lam, reg.momentum) == (1e-2, 0.9)
+        return
+    assert list(phases) == ["pretrain", "train", "prune", "finetune"] and not phases["pretrain"].penalty
+    assert phases["prune"].criterion == "auto" and reg.criterion == "threshold"
+    if method == "resrep":  # DingXiaoH/ResRep, rr/exp_resrep.py, ResNet-56
+        assert (reg.lam, reg.flops_target, reg.warmup, reg.every, reg.granularity, reg.momentum, reg.min_channels) \
+            == (1e-4, 0.471, 3900, 200, 4, 0.99, 1)
+        train_phase = phases["train"]
+        assert (train_phase.epochs, train_phase.lr, train_phase.lr_schedule) == (480, 0.01, "cosine")
+        assert phases["finetune"].epochs == 0 and cfg.dataset.batch_size == 64 and not cfg.optimizer.nesterov
