@@ -50,9 +50,6 @@ class ResRep(GateRegularizer):
         super().attach(model)
         self.groups = [g.name for g in model.channel_groups()]
         self.params = [self.gated[g.gates[0]].compactor for g in model.channel_groups()]  # group i's: params[i]
-        widths = {g.name: model.widths[g.width] for g in model.channel_groups()}
-        if any(max(v, default=-1) >= widths.get(k, 0) for k, v in self.forget.items()):
-            self.forget = {}  # another model (the next pass of a repeated schedule)
 
     def penalty(self) -> torch.Tensor:
         return self.lam * sum(q.norm(dim=1).sum() for q in self.params)
