@@ -3,7 +3,9 @@ each one end to end on digits through the run entry point (docs/methods.md: SSS,
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -177,6 +179,83 @@ def test_gdp_penalty_switches_off_for_good_once_the_budget_is_met():
     assert again.met
 
 
+# ---- BAR ---------------------------------------------------------------------------------------------------
+def test_bar_gradient_is_autograd_of_distillation_plus_the_barrier_weighted_expected_flops():
+    reg = R.BAR(lam=3.0, flops_target=0.4, ramp=10, temperature=2.0, alpha=0.7)
+    model, x, y = attached(reg)
+    model.eval()  # deterministic gates: the same network in every forward pass
+    with torch.no_grad():
+        for p in reg.params:
+            p.copy_(torch.randn(p.shape, dtype=p.dtype) * 2)
+    reg.iteration = 4
+    s, t = model(x), reg.teacher(x)
+    kd = (F.softmax(t / 2, 1) * (F.log_softmax(t / 2, 1) - F.log_softmax(s / 2, 1))).sum(1).mean() * 4
+    torch.testing.assert_close(reg.task_loss(x, s, y), 0.7 * kd + 0.3 * F.cross_entropy(s, y), rtol=1e-12, atol=0)
+    expected = torch.autograd.grad(reg.task_loss(x, model(x), y) + reg.penalty(), reg.params)
+    task = torch.autograd.grad(reg.task_loss(x, model(x), y), reg.params)
+    kept, cost = reg.flops_kept(), reg.cost()
+    assert 0 < reg.barrier(kept) < reg.upper_bound
+    with torch.no_grad():
+        counts = {k: float(v) for k, v in reg.expected_counts().items()}
+    for group, p, g_task, g_all in zip(model.channel_groups(), reg.params, task, expected, strict=True):
+        slope = float(cost({**counts, group.name: counts[group.name] + 1}) - cost(counts))  # T is linear per group
+        prob = torch.sigmoid(p - 2 / 3 * math.log(0.1 / 1.1))  # P(z ≠ 0), Louizos et al.
+        torch.testing.assert_close(g_all - g_task, reg.lam * reg.barrier(kept) * slope / reg.full_macs
+                                   * prob * (1 - prob), rtol=1e-9, atol=1e-14)
+    theta = [p.detach().clone().requires_grad_() for p in reg.params]
+    adam = torch.optim.Adam(theta, lr=0.1)
+    for _ in range(3):  # Adam on θ at the phase's learning rate, outside the run's optimizer
+        grads = [torch.randn_like(p) for p in theta]
+        for p, g in zip(theta, grads, strict=True):
+            p.grad = g.clone()
+        adam.step()
+        reg.step_gates(0.1, grads)
+    for p, want in zip(reg.params, theta, strict=True):
+        torch.testing.assert_close(p.detach(), want.detach(), rtol=0, atol=1e-15)
+
+
+def test_bar_barrier_follows_the_budget_from_tolerance_to_the_target():
+    reg = R.BAR(flops_target=0.5, ramp=100, tolerance=0.01, margin=1e-4, upper_bound=1e6)
+    assert reg.current_budget() == pytest.approx(1.01)
+    budgets = []
+    for _ in range(100):
+        reg.on_iteration(0)
+        budgets.append(reg.current_budget())
+    assert budgets[-1] == pytest.approx(0.5) and all(a >= b for a, b in zip(budgets, budgets[1:], strict=False))
+    lower = 0.5 - 1e-4 * 1.01
+    assert reg.barrier(lower) == 0.0 and reg.barrier(0.3) == 0.0  # within the budget: no pull
+    reg.iteration = 50
+    c = reg.current_budget()
+    v = lower + 0.25 * (c - lower)
+    assert reg.barrier(v) == pytest.approx(0.25 ** 2 / 0.75, rel=1e-12)
+    assert reg.barrier(c) == reg.barrier(1.0) == 1e6
+
+
+def test_bar_gates_sample_in_training_close_exactly_and_the_teacher_is_the_starting_network():
+    reg = R.BAR()
+    model = build_model("vgg_tiny", num_classes=10, in_channels=1).double()
+    start = copy.deepcopy(model).eval()
+    reg.attach(model)
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        model(x)  # trains BN statistics of the student only
+        theta = reg.params[0]
+        theta.copy_(torch.linspace(-4, 4, theta.numel(), dtype=theta.dtype))
+    bn = reg.gated[next(iter(reg.gated))]
+    closed = torch.sigmoid(theta) * 1.2 - 0.1 <= 0  # θ ≤ logit(1/12)
+    assert closed.any() and torch.equal(bn.channel_scores() == 0, closed)
+    assert not torch.equal(bn.factor(sample=True), bn.factor(sample=True))  # a draw per mini-batch
+    torch.testing.assert_close(reg.teacher(x), start(x), rtol=0, atol=0)
+    assert not any(p.requires_grad for p in reg.teacher.parameters()) and not reg.teacher.training
+    assert not any(isinstance(m, GATED) for m in reg.teacher.modules())
+    again = R.BAR()
+    other = build_model("vgg_tiny", num_classes=10, in_channels=1).double()
+    again.attach(other)
+    again.load_state_dict(reg.state_dict())  # a resumed phase gets the phase's teacher back
+    torch.testing.assert_close(again.teacher(x), start(x), rtol=0, atol=0)
+    assert again.iteration == reg.iteration and again.adam.state_dict() == reg.adam.state_dict()
+
+
 # ---- ResRep ------------------------------------------------------------------------------------------------
 def test_resrep_resets_the_gradient_of_forgotten_rows_and_uses_its_momentum():
     reg = R.ResRep(lam=1e-2, momentum=0.99)
@@ -237,6 +316,10 @@ RUNS = {
     "gdp": ["regularizer=gdp", "regularizer.lam=20", "regularizer.init=0.3", "schedule=gates",
             "schedule.pretrain.epochs=2", "schedule.train.epochs=2", "schedule.finetune.epochs=1",
             "schedule.prune.on_empty=keep_min"],
+    "bar": ["regularizer=bar", "regularizer.lam=5", "regularizer.ramp=20", "regularizer.init=0",
+            "schedule.train.lr=0.2", "schedule=gates", "schedule.pretrain.epochs=2", "schedule.train.epochs=2",
+            "schedule.finetune.epochs=1",
+            "schedule.prune.on_empty=keep_min"],
     "resrep": ["regularizer=resrep", "regularizer.warmup=5", "regularizer.every=5", "regularizer.lam=1e-3",
                "regularizer.flops_target=0.7", "schedule=gates", "schedule.pretrain.epochs=2",
                "schedule.train.epochs=2", "schedule.finetune.epochs=1"],
@@ -294,7 +377,7 @@ def test_gate_phase_crash_then_resume_matches_uninterrupted(method, tmp_path):
 
 # ---- CIFAR presets -----------------------------------------------------------------------------------------
 GATE_PRESETS = sorted(p.stem for p in (ROOT / "configs/experiment/survey").glob("*.yaml")
-                      if p.stem.rsplit("_", 1)[1] in ("sss", "dmc", "gdp", "resrep"))
+                      if p.stem.rsplit("_", 1)[1] in ("sss", "dmc", "gdp", "resrep", "bar"))
 
 
 @pytest.mark.parametrize("row", GATE_PRESETS)
@@ -313,6 +396,9 @@ def test_gate_presets_fit_their_model_and_carry_the_published_settings(row):
         return
     assert list(phases) == ["pretrain", "train", "prune", "finetune"] and not phases["pretrain"].penalty
     assert phases["prune"].criterion == "auto" and reg.criterion == "threshold"
+    if method == "bar":  # the distillation settings of the regularizer's defaults; the budget reached at epoch 40
+        assert (reg.temperature, reg.alpha, reg.flops_target, reg.ramp) == (4.0, 0.9, 0.5, 40 * 782)
+        assert reg.layout.fn == "hard_concrete" and cfg.dataset.batch_size == 64
     if method == "resrep":  # DingXiaoH/ResRep, rr/exp_resrep.py, ResNet-56
         assert (reg.lam, reg.flops_target, reg.warmup, reg.every, reg.granularity, reg.momentum, reg.min_channels) \
             == (1e-4, 0.471, 3900, 200, 4, 0.99, 1)

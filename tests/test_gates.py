@@ -27,7 +27,8 @@ SMALL = {VGG: {"depth": "vgg_tiny"}, ResNet: {"depth": 14}, PreResNet: {"depth":
 MODES = {VGG: [None], MobileNetV2: ["inside_blocks", "coupled"]}
 CASES = [(cls, mode) for cls in SMALL for mode in MODES.get(cls, ["inside_blocks", "coupled"])]
 LAYOUTS = {"channels": GateLayout("channels"), "step": GateLayout("channels", "step"),
-           "smooth_l0": GateLayout("channels", "smooth_l0", eps=0.1), "blocks": GateLayout("blocks"),
+           "smooth_l0": GateLayout("channels", "smooth_l0", eps=0.1),
+           "hard_concrete": GateLayout("channels", "hard_concrete"), "blocks": GateLayout("blocks"),
            "compactors": GateLayout("compactors")}
 
 

@@ -134,7 +134,8 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.
     for x, y in it:
         with precision.autocast():
             out = model(x)
-            loss = F.cross_entropy(out, y)  # autocast computes the loss in fp32
+            # autocast computes the loss in fp32
+            loss = F.cross_entropy(out, y) if regularizer is None else regularizer.task_loss(x, out, y)
         if regularizer is not None and regularizer.in_loss:
             loss = loss + regularizer.penalty()  # fp32, outside autocast
         optimizer.zero_grad(set_to_none=True)

@@ -11,11 +11,14 @@ compaction.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-GATE_FUNCTIONS = ("identity", "step", "smooth_l0")
+GATE_FUNCTIONS = ("identity", "step", "smooth_l0", "hard_concrete")
+HARD_CONCRETE = (2 / 3, -0.1, 1.1)  # temperature β, stretch interval (γ, ζ): Louizos et al.'s, as BAR uses them
 
 
 class StepSTE(torch.autograd.Function):
@@ -31,14 +34,30 @@ class StepSTE(torch.autograd.Function):
         return grad
 
 
-def gate_factor(theta: torch.Tensor, fn: str, eps: float) -> torch.Tensor:
+def gate_factor(theta: torch.Tensor, fn: str, eps: float, sample: bool = False) -> torch.Tensor:
     """The factor a gate parameter θ applies: θ (``identity``, SSS), 1[θ > 0] with a straight-through gradient
-    (``step``, DMC), or the smoothed ℓ0 gate θ²/(θ² + ε) (``smooth_l0``, GDP)."""
+    (``step``, DMC), the smoothed ℓ0 gate θ²/(θ² + ε) (``smooth_l0``, GDP), or the hard-concrete gate with
+    log α = θ (``hard_concrete``, BAR; docs/methods.md, BAR): min(1, max(0, s(ζ − γ) + γ)) with
+    s = σ((log u − log(1 − u) + θ)/β), u ~ U(0, 1) per channel when ``sample``, else s = σ(θ)."""
     if fn == "identity":
         return theta
     if fn == "step":
         return StepSTE.apply(theta)
+    if fn == "hard_concrete":
+        beta, low, high = HARD_CONCRETE
+        if sample:
+            u = torch.rand_like(theta).clamp(torch.finfo(theta.dtype).tiny, 1 - torch.finfo(theta.dtype).eps)
+            s = torch.sigmoid((u.log() - (-u).log1p() + theta) / beta)
+        else:
+            s = torch.sigmoid(theta)
+        return (s * (high - low) + low).clamp(0, 1)
     return theta * theta / (theta * theta + eps)
+
+
+def open_probability(theta: torch.Tensor) -> torch.Tensor:
+    """P(hard-concrete gate ≠ 0) = σ(θ − β·log(−γ/ζ)) (Louizos et al.'s expected ℓ0; docs/methods.md, BAR)."""
+    beta, low, high = HARD_CONCRETE
+    return torch.sigmoid(theta - beta * math.log(-low / high))
 
 
 def bn_kwargs(bn: nn.BatchNorm2d) -> dict:
@@ -62,12 +81,13 @@ class GatedBatchNorm2d(nn.BatchNorm2d):
         self.fn, self.gate_eps = fn, float(gate_eps)
         self.gate = nn.Parameter(torch.full((size,), float(init)))
 
-    def factor(self) -> torch.Tensor:
-        return gate_factor(self.gate, self.fn, self.gate_eps)
+    def factor(self, sample: bool = False) -> torch.Tensor:
+        """f(θ); ``sample``: a random draw of a stochastic gate (the deterministic value otherwise)."""
+        return gate_factor(self.gate, self.fn, self.gate_eps, sample)
 
     def channel_scores(self) -> torch.Tensor:
         """Per factor: 0 exactly where the gate closes its channels, larger the more open (|θ|, the step gate's
-        margin max(θ, 0), or the smoothed gate's value)."""
+        margin max(θ, 0), or the smoothed or hard-concrete gate's deterministic value)."""
         theta = self.gate.detach()
         return theta.clamp_min(0) if self.fn == "step" else gate_factor(theta, self.fn, self.gate_eps).abs()
 
@@ -76,7 +96,7 @@ class GatedBatchNorm2d(nn.BatchNorm2d):
         return {"kind": "scale", "size": self.gate.numel(), "fn": self.fn, "gate_eps": self.gate_eps}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x) * self.factor().view(1, -1, 1, 1)
+        return super().forward(x) * self.factor(sample=self.training).view(1, -1, 1, 1)
 
 
 class CompactorBatchNorm2d(nn.BatchNorm2d):

@@ -1,3 +1,4 @@
+from .bar import BAR
 from .base import BNRegularizer, NoRegularizer, Regularizer
 from .dmc import DMC
 from .exclusive import HGL, L12, GroupLHalf
@@ -13,6 +14,6 @@ from .rsnli import CostWeightedL1
 from .sss import SSS
 from .weight_half import WeightLHalf
 
-__all__ = ["BNL1", "BNLp", "BNMCP", "BNRegularizer", "BNSCAD", "BNTL1", "CostWeightedL1", "DMC", "GDP",
+__all__ = ["BAR", "BNL1", "BNLp", "BNMCP", "BNRegularizer", "BNSCAD", "BNTL1", "CostWeightedL1", "DMC", "GDP",
            "GateRegularizer", "GroupLHalf", "GroupLasso", "GrowingL2", "HGL", "L12", "NoRegularizer", "Polarization",
            "Regularizer", "ResRep", "SSS", "WeightLHalf"]

@@ -1,14 +1,15 @@
 """The regularizer interface: how a sparsity penalty touches the training loop.
 
-The loop calls, per iteration:  loss (+ ``penalty()`` if ``in_loss``) → backward → ``after_backward()``
-(add a (sub)gradient to ``.grad``, after any GradScaler unscale) → optimizer step → ``after_step(lr)``
-(proximal step / clamp) → ``on_iteration(step)`` (growing penalties). ``attach(model)`` is called
+The loop calls, per iteration:  loss = ``task_loss(x, out, y)`` (+ ``penalty()`` if ``in_loss``) → backward →
+``after_backward()`` (add a (sub)gradient to ``.grad``, after any GradScaler unscale) → optimizer step →
+``after_step(lr)`` (proximal step / clamp) → ``on_iteration(step)`` (growing penalties). ``attach(model)`` is called
 whenever the model changes (start of a phase, after compaction).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..models.base import PrunableModel
@@ -40,6 +41,11 @@ class Regularizer:
 
     def detach(self) -> None:
         """Undo what ``attach`` hooked into the model (forward hooks); the regularizer is not used after."""
+
+    def task_loss(self, x: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The data term of the loss for inputs ``x``, outputs ``out`` and labels ``y``: cross-entropy, unless the
+        method trains on something else (BAR's distillation)."""
+        return F.cross_entropy(out, y)
 
     def penalty(self) -> torch.Tensor:
         """The penalty's value (differentiable where the penalty is)."""
