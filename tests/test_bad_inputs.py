@@ -80,7 +80,7 @@ CASES = {
     "gate FLOPs budget of 0": (["regularizer=dmc", "regularizer.flops_target=0"],
                                "regularizer.flops_target=0 is outside (0, 1)"),
     "BAR budget of 1": (["regularizer=bar", "regularizer.flops_target=1"], "regularizer.flops_target=1"),
-    "BAR temperature 0": (["regularizer=bar", "regularizer.temperature=0"], "temperature=0.0 must be > 0"),
+    "BAR temperature 0": (["regularizer=bar", "regularizer.temperature=0"], "temperature=0 must be > 0"),
     "BAR alpha above 1": (["regularizer=bar", "regularizer.alpha=1.5"], "alpha=1.5 is outside [0, 1]"),
     "lambda not a number": (["regularizer.lam=abc"], "regularizer.lam='abc': expected float, got str"),
     "unknown top-level key": (["+sed=1"], "unknown top-level key(s) sed"),
