@@ -98,7 +98,7 @@ def test_dmc_gradient_is_the_straight_through_task_gradient_plus_the_budget_term
             p.copy_(torch.rand(p.shape, dtype=p.dtype) - 0.3)  # some gates closed
     factors = {n: m.factor().detach().clone().requires_grad_() for n, m in reg.gated.items()}
     for n, m in reg.gated.items():  # the gated network with its 0/1 factors as leaves: ∂L/∂g
-        m.factor = lambda f=factors[n]: f
+        m.factor = lambda sample=False, f=factors[n]: f
     ste = torch.autograd.grad(F.cross_entropy(model(x), y), list(factors.values()))
     for m in reg.gated.values():
         del m.factor
