@@ -64,8 +64,9 @@ class RunState:
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict) -> RunState:
+        model = model_from_payload(ckpt["model"])  # its initialisation draws from the RNG: restore it after
         set_rng_states(ckpt["rng"])
-        return cls(model=model_from_payload(ckpt["model"]), phase=ckpt["phase"], epoch=ckpt["epoch"],
+        return cls(model=model, phase=ckpt["phase"], epoch=ckpt["epoch"],
                    step=ckpt["step"], optimizer=ckpt["optimizer"], regularizer=ckpt["regularizer"],
                    metrics=ckpt["metrics"], history=ckpt["history"])
 
