@@ -82,6 +82,11 @@ CASES = {
     "BAR budget of 1": (["regularizer=bar", "regularizer.flops_target=1"], "regularizer.flops_target=1"),
     "BAR temperature 0": (["regularizer=bar", "regularizer.temperature=0"], "temperature=0 must be > 0"),
     "BAR alpha above 1": (["regularizer=bar", "regularizer.alpha=1.5"], "alpha=1.5 is outside [0, 1]"),
+    "SCOP beta outside [0, 1]": (["regularizer=scop", "schedule=gates", "regularizer.init=1.5"],
+                                 "init=1.5 is outside [0, 1]"),
+    "SCOP knockoffs of too large inputs": (["regularizer=scop", "schedule=gates", "schedule.pretrain.epochs=1",
+                                            "regularizer.max_features=10", "run.name=scop-large"],
+                                           "its 256 features exceed regularizer.max_features=10"),
     "lambda not a number": (["regularizer.lam=abc"], "regularizer.lam='abc': expected float, got str"),
     "unknown top-level key": (["+sed=1"], "unknown top-level key(s) sed"),
     "unknown nested preset": (["experiment=ns2017/c10_vgg19_p7"], "available experiment/ns2017 options: "

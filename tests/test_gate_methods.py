@@ -1,5 +1,5 @@
 """The gate methods' update rules against autograd and closed forms (float64), their budgets and selections, and
-each one end to end on digits through the run entry point (docs/methods.md: SSS, DMC, GDP, ResRep)."""
+each one end to end on digits through the run entry point (docs/methods.md: SSS, DMC, GDP, ResRep, BAR, SCOP)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from regprune import regularizers as R
 from regprune.models import build_model
 from regprune.models.gates import GATED
 from regprune.pruning import load_pruned
+from regprune.pruning.gates import fold_gates
 from regprune.pruning.io import load_checkpoint
 from regprune.testing import CRASH_EXIT_CODE
 
@@ -256,6 +257,133 @@ def test_bar_gates_sample_in_training_close_exactly_and_the_teacher_is_the_start
     assert again.iteration == reg.iteration and again.adam.state_dict() == reg.adam.state_dict()
 
 
+# ---- SCOP --------------------------------------------------------------------------------------------------
+def test_knockoff_bn_mixes_the_real_half_with_the_knockoff_half_and_is_a_plain_bn_otherwise():
+    from regprune.models.gates import KnockoffBatchNorm2d
+
+    g = torch.Generator().manual_seed(0)
+    bn = torch.nn.BatchNorm2d(4).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(4, generator=g, dtype=torch.float64) + 0.5)
+        bn.bias.copy_(torch.randn(4, generator=g, dtype=torch.float64))
+    kbn = KnockoffBatchNorm2d(4).double()
+    kbn.load_state_dict(bn.state_dict(), strict=False)
+    with torch.no_grad():
+        kbn.gate.copy_(torch.tensor([0.0, 0.3, 0.5, 1.0]))
+    x = torch.randn(6, 4, 3, 3, generator=g, dtype=torch.float64)
+    plain = bn(x)
+    torch.testing.assert_close(kbn(x), plain, rtol=0, atol=0)  # not paired: the BN alone
+    kbn.paired = True
+    beta = kbn.gate.view(1, -1, 1, 1)
+    out = kbn(x)
+    torch.testing.assert_close(out[:3], beta * plain[:3] + (1 - beta) * plain[3:], rtol=1e-15, atol=1e-15)
+    torch.testing.assert_close(out[3:], plain[3:], rtol=0, atol=0)
+    torch.testing.assert_close(kbn.channel_scores(), torch.tensor([-1.0, -0.4, 0.0, 1.0], dtype=torch.float64))
+    kbn.load_state_dict(bn.state_dict(), strict=False)  # the same running statistics
+    torch.testing.assert_close(kbn.eval()(x), bn.eval()(x), rtol=0, atol=0)  # evaluation: the BN alone
+
+
+def test_gaussian_knockoffs_have_the_data_covariance_and_the_equicorrelated_cross_covariance():
+    """Exact algebra of the fitted generator (Cov(z̃) = C, Cov(z, z̃) = C − sI in standardised units), then the
+    empirical joint covariance of many knockoffs of Gaussian data with a constant feature."""
+    from regprune.regularizers.knockoffs import GaussianKnockoffs
+
+    g = torch.Generator().manual_seed(0)
+    d = 5
+    a = torch.randn(d, d, generator=g, dtype=torch.float64)
+    x = torch.randn(20000, d, generator=g, dtype=torch.float64) @ a + torch.arange(d, dtype=torch.float64)
+    x[:, 2] = 3.0  # a constant pixel
+    gen = GaussianKnockoffs(shrinkage=0.1, refit=10)
+    for batch in x.split(2000):
+        gen.update(batch)
+    gen.fit()
+    fit = gen.fitted
+    keep, noise = fit["mix"][:d], fit["mix"][d:]
+    mean = x.mean(0)
+    cov = (x - mean).T @ (x - mean) / len(x)
+    var = cov.diagonal()
+    shrunk = 0.9 * cov + torch.diag(0.1 * var + 1e-6 * var.mean())
+    corr = shrunk / torch.outer(shrunk.diagonal().sqrt(), shrunk.diagonal().sqrt())
+    s = fit["s"]
+    assert 0 < s <= 1 and s == pytest.approx(min(1.0, 2 * float(torch.linalg.eigvalsh(corr)[0])), rel=1e-9)
+    torch.testing.assert_close(keep.T @ corr @ keep + noise.T @ noise, corr, rtol=0, atol=1e-9)
+    torch.testing.assert_close(corr @ keep, corr - s * torch.eye(d, dtype=torch.float64), rtol=0, atol=1e-9)
+    torch.manual_seed(1)
+    xk = torch.cat([gen(b) for b in x.split(2000)])
+    assert xk.dtype == x.dtype and xk.shape == x.shape
+    joint = torch.cov(torch.cat([x, xk], 1).T, correction=0)
+    torch.testing.assert_close(joint[d:, d:], cov, rtol=0, atol=0.08 * float(var.max()))
+    off = cov - s * torch.diag(shrunk.diagonal())
+    torch.testing.assert_close(joint[:d, d:], off, rtol=0, atol=0.08 * float(var.max()))
+    assert float((xk[:, 2] - 3).abs().max()) < 1e-2  # a constant pixel's knockoff stays (nearly) constant
+
+
+class Recorded:
+    """A knockoff generator that keeps its last knockoffs."""
+
+    def __init__(self, gen):
+        self.gen, self.last = gen, None
+
+    def __call__(self, x):
+        self.last = self.gen(x)
+        return self.last
+
+
+def test_scop_trains_beta_by_clipped_sgd_on_the_real_half_with_knockoffs_and_keeps_weights():
+    reg = R.SCOP(refit=2)
+    model, x, y = attached(reg)
+    with torch.no_grad():
+        for p in reg.params:
+            p.copy_(torch.rand(p.shape, dtype=p.dtype))
+    weights = {n: p.detach().clone() for n, p in model.named_parameters() if not n.endswith(".gate")}
+    reg.knockoffs = Recorded(reg.knockoffs)
+    model.train()
+    out = model(x)  # [x; x̃] in, the real half out
+    xk = reg.knockoffs.last
+    assert out.shape == (len(x), 10) and xk.shape == x.shape and not torch.equal(xk, x)
+    reg.detach()  # no hooks: the network run by hand on [x; x̃] with its knockoff BNs mixing
+    for m in reg.gated.values():
+        m.paired = True
+    torch.testing.assert_close(out, model(torch.cat([x, xk]))[: len(x)], rtol=0, atol=0)
+    loss = F.cross_entropy(out, y)
+    expected = torch.autograd.grad(loss, reg.params, retain_graph=True)
+    loss.backward()
+    reg.after_backward()
+    for g, want in zip(reg.grads, expected, strict=True):
+        torch.testing.assert_close(g, want, rtol=0, atol=0)
+    beta = [p.detach().clone() for p in reg.params]
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-2)
+    opt.step()
+    reg.after_step(0.5)
+    for p, b0, g in zip(reg.params, beta, expected, strict=True):
+        torch.testing.assert_close(p.detach(), (b0 - 0.5 * g).clamp(0, 1), rtol=0, atol=1e-15)
+    assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters() if n in weights)
+    scores = reg.importance()(model)
+    first = model.channel_groups()[0].name
+    torch.testing.assert_close(scores[first], (2 * reg.params[0].detach() - 1).float())  # β − β̃
+    for m in reg.gated.values():
+        m.paired = False
+    folded = copy.deepcopy(model).eval()
+    fold_gates(folded)
+    torch.testing.assert_close(model.eval()(x), folded(x), rtol=0, atol=0)  # the BNs alone
+
+
+def test_scop_state_resumes_the_same_knockoffs():
+    reg = R.SCOP(refit=3)
+    model, x, _ = attached(reg)
+    model.train()
+    for _ in range(4):
+        model(x)
+    again = R.SCOP(refit=3)
+    again.attach(copy.deepcopy(model))
+    again.load_state_dict(reg.state_dict())
+    torch.manual_seed(5)
+    a = reg.knockoffs(x)
+    torch.manual_seed(5)
+    b = again.knockoffs(x)
+    assert torch.equal(a, b) and again.knockoffs.batches == reg.knockoffs.batches == 6  # a refit at 6
+
+
 # ---- ResRep ------------------------------------------------------------------------------------------------
 def test_resrep_resets_the_gradient_of_forgotten_rows_and_uses_its_momentum():
     reg = R.ResRep(lam=1e-2, momentum=0.99)
@@ -320,6 +448,8 @@ RUNS = {
             "schedule.train.lr=0.2", "schedule=gates", "schedule.pretrain.epochs=2", "schedule.train.epochs=2",
             "schedule.finetune.epochs=1",
             "schedule.prune.on_empty=keep_min"],
+    "scop": ["regularizer=scop", "schedule=gates", "schedule.pretrain.epochs=2", "schedule.train.epochs=2",
+             "schedule.finetune.epochs=1", "schedule.prune.on_empty=keep_min"],
     "resrep": ["regularizer=resrep", "regularizer.warmup=5", "regularizer.every=5", "regularizer.lam=1e-3",
                "regularizer.flops_target=0.7", "schedule=gates", "schedule.pretrain.epochs=2",
                "schedule.train.epochs=2", "schedule.finetune.epochs=1"],
@@ -356,7 +486,7 @@ def test_sss_blocks_remove_residual_blocks_on_digits(tmp_path):
     assert metrics["macs"] < metrics["macs_unpruned"]
 
 
-@pytest.mark.parametrize("method", ["sss", "resrep"])
+@pytest.mark.parametrize("method", ["sss", "resrep", "scop"])
 def test_gate_phase_crash_then_resume_matches_uninterrupted(method, tmp_path):
     """Gate values, momentum buffers and ResRep's selection are in the checkpoint: a killed penalty phase resumes
     to the same end."""
@@ -377,7 +507,7 @@ def test_gate_phase_crash_then_resume_matches_uninterrupted(method, tmp_path):
 
 # ---- CIFAR presets -----------------------------------------------------------------------------------------
 GATE_PRESETS = sorted(p.stem for p in (ROOT / "configs/experiment/survey").glob("*.yaml")
-                      if p.stem.rsplit("_", 1)[1] in ("sss", "dmc", "gdp", "resrep", "bar"))
+                      if p.stem.rsplit("_", 1)[1] in ("sss", "dmc", "gdp", "resrep", "bar", "scop"))
 
 
 @pytest.mark.parametrize("row", GATE_PRESETS)
@@ -395,6 +525,10 @@ def test_gate_presets_fit_their_model_and_carry_the_published_settings(row):
         assert (reg.lam, reg.momentum) == (1e-2, 0.9)
         return
     assert list(phases) == ["pretrain", "train", "prune", "finetune"] and not phases["pretrain"].penalty
+    if method == "scop":  # the authors' start and clip; ranked down to a FLOPs target (ours)
+        assert reg.layout.init == 0.5 and reg.freeze_weights and phases["prune"].criterion == "percentile"
+        assert phases["prune"].flops_target == 0.5
+        return
     assert phases["prune"].criterion == "auto" and reg.criterion == "threshold"
     if method == "bar":  # the distillation settings of the regularizer's defaults; the budget reached at epoch 40
         assert (reg.temperature, reg.alpha, reg.flops_target, reg.ramp) == (4.0, 0.9, 0.5, 40 * 782)

@@ -11,7 +11,7 @@ from torch import nn
 from regprune.cost import count_macs, macs_at_widths
 from regprune.errors import UserError
 from regprune.models import MODELS, VGG, BottleneckResNet, DenseNet, MobileNetV2, PreResNet, ResNet
-from regprune.models.gates import GATED, CompactorBatchNorm2d, GatedBatchNorm2d
+from regprune.models.gates import GATED, CompactorBatchNorm2d
 from regprune.pruning import Threshold, apply_masks, compact, select, widths_after
 from regprune.pruning.channel_cost import ChannelCost, OutputSizes
 from regprune.pruning.gates import GateLayout, fold_gates, gate_scores, gated_branches, install_gates
@@ -29,7 +29,7 @@ CASES = [(cls, mode) for cls in SMALL for mode in MODES.get(cls, ["inside_blocks
 LAYOUTS = {"channels": GateLayout("channels"), "step": GateLayout("channels", "step"),
            "smooth_l0": GateLayout("channels", "smooth_l0", eps=0.1),
            "hard_concrete": GateLayout("channels", "hard_concrete"), "blocks": GateLayout("blocks"),
-           "compactors": GateLayout("compactors")}
+           "compactors": GateLayout("compactors"), "knockoffs": GateLayout("knockoffs", init=0.5)}
 
 
 def small_model(cls, mode, seed: int = 0) -> nn.Module:
@@ -52,12 +52,12 @@ def randomise_gates(gated: dict[str, nn.Module], g: torch.Generator, zero: float
     """Gate values away from the identity (a share ``zero`` of the scale gates exactly 0)."""
     with torch.no_grad():
         for m in gated.values():
-            if isinstance(m, GatedBatchNorm2d):
-                m.gate.copy_(torch.rand(m.gate.shape, generator=g, dtype=m.gate.dtype) + 0.2)
-                m.gate[torch.rand(m.gate.shape, generator=g) < zero] = 0.0
-            else:
+            if isinstance(m, CompactorBatchNorm2d):
                 n = m.compactor.shape[0]
                 m.compactor.add_(0.3 * torch.randn(n, n, generator=g, dtype=m.compactor.dtype) / n ** 0.5)
+            else:
+                m.gate.copy_(torch.rand(m.gate.shape, generator=g, dtype=m.gate.dtype) + 0.2)
+                m.gate[torch.rand(m.gate.shape, generator=g) < zero] = 0.0
 
 
 def test_every_family_is_covered():
@@ -115,7 +115,7 @@ def test_compaction_refuses_a_gated_model():
         compact(model, masks)
 
 
-@pytest.mark.parametrize("layout", ["step", "blocks", "compactors"])
+@pytest.mark.parametrize("layout", ["step", "blocks", "compactors", "knockoffs"])
 def test_gates_round_trip_through_the_spec(layout):
     """Checkpoints rebuild the gates: the spec records them, model_from_spec reinstalls them."""
     model = small_model(ResNet, "inside_blocks")

@@ -7,6 +7,8 @@ compaction.
 
 ``GatedBatchNorm2d``      BN(x)·f(θ): one factor per channel, or one for every channel (a block gate).
 ``CompactorBatchNorm2d``  Q·BN(x): a C×C matrix (ResRep's 1×1 compactor), the identity at installation.
+``KnockoffBatchNorm2d``   SCOP's real/knockoff factors: on a batch of real then knockoff inputs, the real half
+                          becomes β·BN(x) + (1 − β)·BN(x̃) per channel; a plain BN otherwise.
 """
 
 from __future__ import annotations
@@ -118,7 +120,34 @@ class CompactorBatchNorm2d(nn.BatchNorm2d):
         return F.conv2d(super().forward(x), self.compactor[:, :, None, None])
 
 
-GATED = (GatedBatchNorm2d, CompactorBatchNorm2d)
+class KnockoffBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d with SCOP's scientific control (docs/methods.md, SCOP): a real factor β ∈ [0, 1] per channel
+    and a knockoff factor 1 − β. While ``paired`` (SCOP attached) and training, the batch holds real inputs then
+    their knockoffs, and the real half's output becomes β·BN(x) + (1 − β)·BN(x̃) (the knockoff half passes on
+    unchanged); otherwise it is the BN alone, which is what the pruned network keeps."""
+
+    def __init__(self, num_features: int, init: float = 0.5, **bn: object):
+        super().__init__(num_features, **bn)
+        self.gate = nn.Parameter(torch.full((num_features,), float(init)))
+        self.paired = False
+
+    def channel_scores(self) -> torch.Tensor:
+        """β − (1 − β): SCOP's importance, ≤ 0 where the knockoff feature does at least as well as the real one."""
+        return 2 * self.gate.detach() - 1
+
+    def gate_config(self) -> dict:
+        return {"kind": "knockoff"}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if not (self.training and self.paired):
+            return out
+        real, knockoff = out.chunk(2)
+        beta = self.gate.view(1, -1, 1, 1)
+        return torch.cat([beta * real + (1 - beta) * knockoff, knockoff])
+
+
+GATED = (GatedBatchNorm2d, CompactorBatchNorm2d, KnockoffBatchNorm2d)
 
 
 def gated_copy(bn: nn.BatchNorm2d, config: dict, init: float = 1.0) -> nn.BatchNorm2d:
@@ -130,6 +159,8 @@ def gated_copy(bn: nn.BatchNorm2d, config: dict, init: float = 1.0) -> nn.BatchN
         new: nn.BatchNorm2d = GatedBatchNorm2d(**bn_kwargs(bn), init=init, **extra)
     elif config["kind"] == "compactor":
         new = CompactorBatchNorm2d(**bn_kwargs(bn))
+    elif config["kind"] == "knockoff":
+        new = KnockoffBatchNorm2d(**bn_kwargs(bn), init=init)
     else:
         raise ValueError(f"unknown gate kind {config['kind']!r}")
     new.to(device=bn.weight.device, dtype=bn.weight.dtype).load_state_dict(bn.state_dict(), strict=False)

@@ -3,10 +3,13 @@
 ``install_gates``  swaps BatchNorms for gated ones (``regprune.models.gates``): every group's gate BN gets one
                    factor per channel (``channels``), every residual branch's last BN one factor for the whole
                    branch (``blocks``), or every group's BN a compactor (``compactors``: groups made of one conv
-                   and one BN only). The model spec records them; ``restore_gates`` rebuilds them from it.
-``gate_scores``    one score per channel of every group, 0 exactly where the gates close the channel.
+                   and one BN only), or every group's gate BN SCOP's real/knockoff factors (``knockoffs``). The model
+                   spec records them; ``restore_gates`` rebuilds them from it.
+``gate_scores``    one score per channel of every group, 0 exactly where the gates close the channel (≤ 0 for
+                   knockoff gates: SCOP's β − (1 − β)).
 ``gated_branches`` the groups inside block-gated branches: the guards let pruning empty such a branch whole.
-``fold_gates``     every gate folded away: γ·f and β·f (exact for any factor f, in train and eval mode), or the
+``fold_gates``     every gate folded away: γ·f and β·f (exact for any factor f, in train and eval mode), a knockoff
+                   gate dropped (its BN is what the network computes without knockoffs), or the
                    compactor Q merged into the producer conv and the BN, which becomes an identity plus a shift
                    (exact with the BN's running statistics, so only in eval mode). No gated module is left.
 """
@@ -20,10 +23,18 @@ from torch import nn
 
 from ..errors import UserError
 from ..models.base import ChannelGroup, PrunableModel
-from ..models.gates import GATE_FUNCTIONS, GATED, CompactorBatchNorm2d, GatedBatchNorm2d, bn_kwargs, gated_copy
+from ..models.gates import (
+    GATE_FUNCTIONS,
+    GATED,
+    CompactorBatchNorm2d,
+    GatedBatchNorm2d,
+    KnockoffBatchNorm2d,
+    bn_kwargs,
+    gated_copy,
+)
 from .importance import Scores
 
-STRUCTURES = ("channels", "blocks", "compactors")
+STRUCTURES = ("channels", "blocks", "compactors", "knockoffs")
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,8 @@ class GateLayout:
         scale = {"kind": "scale", "fn": self.fn, "gate_eps": self.eps}
         if self.structures == "channels":
             return {n: {**scale, "size": m.num_features} for n, m in model.gate_modules().items()}
+        if self.structures == "knockoffs":
+            return {n: {"kind": "knockoff"} for n in model.gate_modules()}
         if self.structures == "blocks":
             branches = model.branches()
             if not branches:
@@ -114,7 +127,7 @@ def gate_scores(model: PrunableModel) -> Scores:
     scores = {}
     for g in model.channel_groups():
         width = model.widths[g.width]
-        gated = [b for b in g.gates if isinstance(modules[b], CompactorBatchNorm2d)
+        gated = [b for b in g.gates if isinstance(modules[b], (CompactorBatchNorm2d, KnockoffBatchNorm2d))
                  or isinstance(modules[b], GatedBatchNorm2d) and modules[b].gate.numel() == modules[b].num_features]
         per_bn = [modules[b].channel_scores().float().cpu()[model.gate_index(g, b).cpu()] for b in gated]
         s = torch.stack(per_bn).mean(0) if per_bn else None
@@ -151,7 +164,7 @@ def fold_gates(model: PrunableModel) -> None:
             f = m.factor()
             bn.weight.mul_(f)
             bn.bias.mul_(f)
-        else:
+        elif isinstance(m, CompactorBatchNorm2d):
             if m.training:
                 raise UserError(f"merging the compactor of {name} uses its BatchNorm's running statistics: call "
                                 "model.eval() first (in training mode the BN normalises with batch statistics)")

@@ -11,9 +11,10 @@ from .nonconvex import BNMCP, BNSCAD, BNTL1, BNLp
 from .polarization import Polarization
 from .resrep import ResRep
 from .rsnli import CostWeightedL1
+from .scop import SCOP
 from .sss import SSS
 from .weight_half import WeightLHalf
 
 __all__ = ["BAR", "BNL1", "BNLp", "BNMCP", "BNRegularizer", "BNSCAD", "BNTL1", "CostWeightedL1", "DMC", "GDP",
            "GateRegularizer", "GroupLHalf", "GroupLasso", "GrowingL2", "HGL", "L12", "NoRegularizer", "Polarization",
-           "Regularizer", "ResRep", "SSS", "WeightLHalf"]
+           "Regularizer", "ResRep", "SCOP", "SSS", "WeightLHalf"]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..models.base import PrunableModel
-from ..models.gates import GatedBatchNorm2d
+from ..models.gates import CompactorBatchNorm2d
 from ..pruning.channel_cost import ChannelCost, OutputSizes
 from ..pruning.gates import GateLayout, gate_scores, install_gates
 from ..pruning.importance import GateValue, Importance
@@ -42,7 +42,7 @@ class GateRegularizer(Regularizer):
     def attach(self, model: PrunableModel) -> None:
         super().attach(model)
         self.gated = install_gates(model, self.layout)
-        self.params: list[nn.Parameter] = [m.gate if isinstance(m, GatedBatchNorm2d) else m.compactor
+        self.params: list[nn.Parameter] = [m.compactor if isinstance(m, CompactorBatchNorm2d) else m.gate
                                            for m in self.gated.values()]
         ids = {id(p) for p in self.params}
         self.frozen = [p for p in model.parameters() if id(p) not in ids] if self.freeze_weights else []
@@ -107,7 +107,7 @@ class GateRegularizer(Regularizer):
 
     def epoch_stats(self) -> dict[str, float]:
         scores = torch.cat([m.channel_scores().flatten().cpu() for m in self.gated.values()])
-        stats = {"gates_closed": float((scores == 0).float().mean())}
+        stats = {"gates_closed": float((scores <= 0).float().mean())}
         return {**stats, "flops_kept": self.flops_kept()} if self.budgeted else stats
 
     def buffers_state(self, buffers: list[torch.Tensor]) -> list[torch.Tensor]:
