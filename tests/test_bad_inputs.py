@@ -87,6 +87,11 @@ CASES = {
     "SCOP knockoffs of too large inputs": (["regularizer=scop", "schedule=gates", "schedule.pretrain.epochs=1",
                                             "regularizer.max_features=10", "run.name=scop-large"],
                                            "its 256 features exceed regularizer.max_features=10"),
+    "GAL block masks without blocks": (["regularizer=gal", "schedule=gates", "regularizer.structures=blocks"],
+                                       "regularizer=gal cannot be used with model=VGG: block gates need residual "
+                                       "blocks"),
+    "GAL mask step 0": (["regularizer=gal", "schedule=gates", "regularizer.every=0"],
+                        "every=0 must be ≥ 1 iteration"),
     "lambda not a number": (["regularizer.lam=abc"], "regularizer.lam='abc': expected float, got str"),
     "unknown top-level key": (["+sed=1"], "unknown top-level key(s) sed"),
     "unknown nested preset": (["experiment=ns2017/c10_vgg19_p7"], "available experiment/ns2017 options: "

@@ -1,5 +1,5 @@
 """The gate methods' update rules against autograd and closed forms (float64), their budgets and selections, and
-each one end to end on digits through the run entry point (docs/methods.md: SSS, DMC, GDP, ResRep, BAR, SCOP)."""
+each one end to end on digits through the run entry point (docs/methods.md: SSS, DMC, GDP, ResRep, BAR, SCOP, GAL)."""
 
 from __future__ import annotations
 
@@ -384,6 +384,78 @@ def test_scop_state_resumes_the_same_knockoffs():
     assert torch.equal(a, b) and again.knockoffs.batches == reg.knockoffs.batches == 6  # a refit at 6
 
 
+# ---- GAL ---------------------------------------------------------------------------------------------------
+def test_gal_loss_is_label_free_logits_mse_plus_fooling_the_discriminator():
+    reg = R.GAL(lam=0.1, miu=0.7)
+    model, x, y = attached(reg)
+    with torch.no_grad():
+        for p in reg.params:
+            p.copy_(torch.rand(p.shape, dtype=p.dtype) + 0.5)
+        for p in model.parameters():
+            if p is not reg.params[0]:
+                p.add_(0.05 * torch.randn_like(p))  # the student drifts from the teacher
+    model.eval()
+    s, t = model(x), reg.teacher(x)
+    d = reg.discriminator(s)
+    want = 0.7 * ((s - t) ** 2).mean() - F.logsigmoid(d).mean()  # BCE(D(s), 1)
+    torch.testing.assert_close(reg.task_loss(x, s, y), want, rtol=1e-12, atol=0)
+    torch.testing.assert_close(reg.task_loss(x, s, (y + 1) % 10), want, rtol=0, atol=0)  # no labels
+    expected = torch.autograd.grad(want, reg.params, retain_graph=True)
+    reg.task_loss(x, model(x), y).backward()
+    assert all(p.grad is None for p in reg.discriminator.parameters())  # the generator's term leaves D alone
+    reg.after_backward()
+    for g, e in zip(reg.grads, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-14)
+
+
+def test_gal_mask_follows_fista_and_the_discriminator_its_sgd():
+    reg = R.GAL(lam=0.3, every=2, d_momentum=0.9, d_weight_decay=1e-2)
+    model, x, y = attached(reg)
+    with torch.no_grad():
+        for p in reg.params:
+            p.copy_(torch.rand(p.shape, dtype=p.dtype) * 0.3)
+    m = [p.detach().clone() for p in reg.params]
+    previous, t = [v.clone() for v in m], 1.0
+    for k in range(1, 7):  # FISTA every second iteration, from autograd's gradients (any gradient will do)
+        grads = [torch.randn_like(p) for p in reg.params]
+        reg.step_gates(0.1, grads)
+        if k % 2 == 0:
+            t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+            ys = [a + (t - 1) / t_next * (a - b) for a, b in zip(m, previous, strict=True)]
+            previous = m
+            m = [soft(v - 0.1 * g, 0.1 * 0.3).clamp_min(0) for v, g in zip(ys, grads, strict=True)]
+            t = t_next
+        for p, want in zip(reg.params, m, strict=True):
+            torch.testing.assert_close(p.detach(), want, rtol=0, atol=1e-15)
+    assert any((p == 0).any() for p in reg.params)  # the proximal step closes structures exactly
+    d = copy.deepcopy(reg.discriminator)
+    base, fake = torch.randn(6, 10, dtype=torch.float64), torch.randn(6, 10, dtype=torch.float64)
+    reg.pair = (base, fake)
+    reg.after_step(0.05)
+    loss = -F.logsigmoid(d(base)).mean() - F.logsigmoid(-d(fake)).mean()  # BCE(D(f_b), 1) + BCE(D(f_g), 0)
+    grads = torch.autograd.grad(loss, list(d.parameters()))
+    for p, q, g in zip(reg.discriminator.parameters(), d.parameters(), grads, strict=True):
+        torch.testing.assert_close(p.detach(), q.detach() - 0.05 * (g + 1e-2 * q.detach()), rtol=1e-12, atol=1e-15)
+
+
+def test_gal_state_restores_teacher_discriminator_and_fista():
+    reg = R.GAL(lam=0.3)
+    model, x, y = attached(reg)
+    start = copy.deepcopy(model).eval()
+    reg.step_gates(0.1, [torch.randn_like(p) for p in reg.params])
+    reg.step_gates(0.1, [torch.randn_like(p) for p in reg.params])
+    reg.pair = (torch.randn(6, 10, dtype=torch.float64), torch.randn(6, 10, dtype=torch.float64))
+    reg.after_step(0.05)
+    again = R.GAL(lam=0.3)
+    again.attach(build_model("vgg_tiny", num_classes=10, in_channels=1).double())
+    again.load_state_dict(reg.state_dict())
+    torch.testing.assert_close(again.teacher(x), reg.teacher(x), rtol=0, atol=0)
+    assert not torch.equal(again.teacher(x), start(x))  # the phase's teacher, not the model as it is now
+    torch.testing.assert_close(again.discriminator(start(x)), reg.discriminator(start(x)), rtol=0, atol=0)
+    assert (again.steps, again.t) == (reg.steps, reg.t) and not reg.teacher.training
+    assert all(torch.equal(a, b) for a, b in zip(again.previous, reg.previous, strict=True))
+
+
 # ---- ResRep ------------------------------------------------------------------------------------------------
 def test_resrep_resets_the_gradient_of_forgotten_rows_and_uses_its_momentum():
     reg = R.ResRep(lam=1e-2, momentum=0.99)
@@ -450,6 +522,8 @@ RUNS = {
             "schedule.prune.on_empty=keep_min"],
     "scop": ["regularizer=scop", "schedule=gates", "schedule.pretrain.epochs=2", "schedule.train.epochs=2",
              "schedule.finetune.epochs=1", "schedule.prune.on_empty=keep_min"],
+    "gal": ["regularizer=gal", "regularizer.lam=0.2", "schedule=gates", "schedule.pretrain.epochs=2",
+            "schedule.train.epochs=2", "schedule.finetune.epochs=1", "schedule.prune.on_empty=keep_min"],
     "resrep": ["regularizer=resrep", "regularizer.warmup=5", "regularizer.every=5", "regularizer.lam=1e-3",
                "regularizer.flops_target=0.7", "schedule=gates", "schedule.pretrain.epochs=2",
                "schedule.train.epochs=2", "schedule.finetune.epochs=1"],
@@ -486,7 +560,7 @@ def test_sss_blocks_remove_residual_blocks_on_digits(tmp_path):
     assert metrics["macs"] < metrics["macs_unpruned"]
 
 
-@pytest.mark.parametrize("method", ["sss", "resrep", "scop"])
+@pytest.mark.parametrize("method", ["sss", "resrep", "scop", "gal"])
 def test_gate_phase_crash_then_resume_matches_uninterrupted(method, tmp_path):
     """Gate values, momentum buffers and ResRep's selection are in the checkpoint: a killed penalty phase resumes
     to the same end."""
@@ -507,7 +581,7 @@ def test_gate_phase_crash_then_resume_matches_uninterrupted(method, tmp_path):
 
 # ---- CIFAR presets -----------------------------------------------------------------------------------------
 GATE_PRESETS = sorted(p.stem for p in (ROOT / "configs/experiment/survey").glob("*.yaml")
-                      if p.stem.rsplit("_", 1)[1] in ("sss", "dmc", "gdp", "resrep", "bar", "scop"))
+                      if p.stem.rsplit("_", 1)[1] in ("sss", "dmc", "gdp", "resrep", "bar", "scop", "gal"))
 
 
 @pytest.mark.parametrize("row", GATE_PRESETS)
@@ -530,6 +604,12 @@ def test_gate_presets_fit_their_model_and_carry_the_published_settings(row):
         assert phases["prune"].flops_target == 0.5
         return
     assert phases["prune"].criterion == "auto" and reg.criterion == "threshold"
+    if method == "gal":  # ShaohuiLin/GAL, utils/options.py defaults; blocks on ResNet-56 as their resnet_56_sparse
+        assert (reg.lam, reg.miu, reg.every, reg.d_momentum, reg.d_weight_decay) == (0.6, 1.0, 200, 0.9, 2e-4)
+        assert reg.layout.structures == ("blocks" if "resnet56" in row else "channels")
+        train_phase = phases["train"]
+        assert (train_phase.epochs, train_phase.lr, train_phase.milestones, train_phase.lr_gamma,
+                train_phase.weight_decay) == (100, 0.01, [0.3, 0.6, 0.9], 0.1, 2e-4)
     if method == "bar":  # the distillation settings of the regularizer's defaults; the budget reached at epoch 40
         assert (reg.temperature, reg.alpha, reg.flops_target, reg.ramp) == (4.0, 0.9, 0.5, 40 * 782)
         assert reg.layout.fn == "hard_concrete" and cfg.dataset.batch_size == 64

@@ -2,6 +2,7 @@ from .bar import BAR
 from .base import BNRegularizer, NoRegularizer, Regularizer
 from .dmc import DMC
 from .exclusive import HGL, L12, GroupLHalf
+from .gal import GAL
 from .gated import GateRegularizer
 from .gdp import GDP
 from .greg import GrowingL2
@@ -15,6 +16,6 @@ from .scop import SCOP
 from .sss import SSS
 from .weight_half import WeightLHalf
 
-__all__ = ["BAR", "BNL1", "BNLp", "BNMCP", "BNRegularizer", "BNSCAD", "BNTL1", "CostWeightedL1", "DMC", "GDP",
+__all__ = ["BAR", "BNL1", "BNLp", "BNMCP", "BNRegularizer", "BNSCAD", "BNTL1", "CostWeightedL1", "DMC", "GAL", "GDP",
            "GateRegularizer", "GroupLHalf", "GroupLasso", "GrowingL2", "HGL", "L12", "NoRegularizer", "Polarization",
            "Regularizer", "ResRep", "SCOP", "SSS", "WeightLHalf"]

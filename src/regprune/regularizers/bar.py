@@ -23,7 +23,6 @@ train with the distillation loss.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -31,8 +30,8 @@ import torch.nn.functional as F
 
 from ..models.base import PrunableModel
 from ..models.gates import open_probability
-from ..pruning.gates import GateLayout, fold_gates
-from .gated import GateRegularizer, check_budget
+from ..pruning.gates import GateLayout
+from .gated import GateRegularizer, check_budget, frozen_teacher, load_module_state, module_state
 
 
 def sigmoid_progress(q: float, sharpness: float) -> float:
@@ -68,9 +67,7 @@ class BAR(GateRegularizer):
         self.iteration = 0
 
     def attach(self, model: PrunableModel) -> None:
-        teacher = copy.deepcopy(model).eval()
-        fold_gates(teacher)  # a resumed phase: load_state_dict then restores the phase's own teacher
-        self.teacher = teacher.requires_grad_(False)
+        self.teacher = frozen_teacher(model)  # a resumed phase: load_state_dict then restores the phase's own
         super().attach(model)
         self.adam = torch.optim.Adam(self.params, lr=1.0)  # the gates' own; lr set at every step
 
@@ -112,11 +109,10 @@ class BAR(GateRegularizer):
         self.iteration += 1
 
     def state_dict(self) -> dict:
-        return {"iteration": self.iteration, "teacher": self.buffers_state(list(self.teacher.state_dict().values())),
-                "teacher_keys": list(self.teacher.state_dict()), "adam": self.adam.state_dict()}
+        return {"iteration": self.iteration, "teacher": module_state(self.teacher), "adam": self.adam.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         if state:
             self.iteration = int(state["iteration"])
-            self.teacher.load_state_dict(dict(zip(state["teacher_keys"], state["teacher"], strict=True)))
+            load_module_state(self.teacher, state["teacher"])
             self.adam.load_state_dict(state["adam"])

@@ -12,13 +12,15 @@ the first forward pass after ``attach``.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from ..models.base import PrunableModel
 from ..models.gates import CompactorBatchNorm2d
 from ..pruning.channel_cost import ChannelCost, OutputSizes
-from ..pruning.gates import GateLayout, gate_scores, install_gates
+from ..pruning.gates import GateLayout, fold_gates, gate_scores, install_gates
 from ..pruning.importance import GateValue, Importance
 from .base import Regularizer
 
@@ -27,6 +29,23 @@ def check_budget(flops_target: float) -> float:
     if not 0 < flops_target < 1:
         raise ValueError(f"flops_target={flops_target} is outside (0, 1)")
     return float(flops_target)
+
+
+def frozen_teacher(model: PrunableModel) -> nn.Module:
+    """The network as it is (gates folded), frozen and in eval mode: the teacher of a distilling gate method."""
+    teacher = copy.deepcopy(model).eval()
+    fold_gates(teacher)
+    return teacher.requires_grad_(False)
+
+
+def module_state(module: nn.Module) -> dict:
+    """A module's state dict on the CPU, as lists (checkpoint state of a regularizer's own network)."""
+    state = module.state_dict()
+    return {"keys": list(state), "values": [v.detach().cpu().clone() for v in state.values()]}
+
+
+def load_module_state(module: nn.Module, state: dict) -> None:
+    module.load_state_dict(dict(zip(state["keys"], state["values"], strict=True)))
 
 
 class GateRegularizer(Regularizer):
