@@ -44,17 +44,17 @@ def test_one_stalled_call_does_not_move_the_median_and_is_flagged(clocked):
     assert model.calls == warmup + repeats
     # 21 timings: 20 steady ones 2.00..2.20 ms (one replaced by 200 ms): median = the 11th smallest = 2.11 ms
     assert lat["latency_ms"] == pytest.approx(2.11)
-    assert lat["latency_outliers"] == 1
+    assert lat["latency_outlier_share"] == pytest.approx(1 / 21)
     assert lat["latency_ms_iqr"] == pytest.approx(0.11, abs=0.02)
 
 
 def test_steady_calls_have_no_outlier(clocked):
     lat = measure_latency(clocked([1.0] + [0.001] * 9), (1, 2, 2), repeats=9, warmup=1)  # slow warm-up ignored
-    assert lat == pytest.approx({"latency_ms": 1.0, "latency_ms_iqr": 0.0, "latency_outliers": 0})
+    assert lat == pytest.approx({"latency_ms": 1.0, "latency_ms_iqr": 0.0, "latency_outlier_share": 0.0})
 
 
 def test_model_cost_carries_the_latency_record():
     c = model_cost(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2)), (3, 8, 8))
     assert c["macs"] == 4 * 36 * 27 + 144 * 2 and c["flops"] == 2 * c["macs"]
-    assert {"latency_ms", "latency_ms_iqr", "latency_outliers"} <= set(c)
+    assert {"latency_ms", "latency_ms_iqr", "latency_outlier_share"} <= set(c)
     assert "latency_ms" not in model_cost(nn.Linear(2, 2), (2,), latency=False)

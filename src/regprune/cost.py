@@ -50,8 +50,8 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], batch: int =
                     warmup: int = 5) -> dict:
     """Wall time of one eval-mode forward pass on the model's device, over ``repeats`` timed calls:
     ``latency_ms`` (the median: any ``repeats // 2`` outliers cannot move it past the other calls),
-    ``latency_ms_iqr`` (interquartile range) and ``latency_outliers`` (calls slower than OUTLIER_FACTOR × the
-    median; non-zero flags a disturbed measurement)."""
+    ``latency_ms_iqr`` (interquartile range) and ``latency_outlier_share`` (the share of calls slower than
+    OUTLIER_FACTOR × the median: a few are usual on a shared machine, many flag a disturbed measurement)."""
     was_training = model.training
     model.eval()
     p = next(model.parameters())
@@ -69,7 +69,7 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], batch: int =
     median = statistics.median(times)
     q1, _, q3 = statistics.quantiles(times, n=4)
     return {"latency_ms": median, "latency_ms_iqr": q3 - q1,
-            "latency_outliers": sum(t > OUTLIER_FACTOR * median for t in times)}
+            "latency_outlier_share": sum(t > OUTLIER_FACTOR * median for t in times) / len(times)}
 
 
 def model_cost(model: nn.Module, input_shape: tuple[int, ...], latency: bool = True) -> dict:

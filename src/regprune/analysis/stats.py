@@ -69,7 +69,9 @@ class Paired:
 
 
 def paired_difference(a: Mapping, b: Mapping, level: float = LEVEL) -> Paired:
-    """A − B paired by key (the training seed) over the keys where both are finite."""
+    """A − B paired by key (the training seed) over the keys where both are finite; a pandas Series pairs by
+    its index."""
+    a, b = dict(a), dict(b)
     diffs = [float(a[k]) - float(b[k]) for k in sorted(set(a) & set(b), key=str)
              if _finite(a[k]) and _finite(b[k])]
     iv = t_interval(diffs, level)
