@@ -375,3 +375,39 @@ def test_make_figures_from_tables(tables, tmp_path):
         head = p.read_bytes()[:8]
         assert head.startswith(b"\x89PNG") if p.suffix == ".png" else head.startswith(b"%PDF")
         assert p.stat().st_size > 5000
+
+
+def test_method_colours_are_stable_and_distinct():
+    from regprune.analysis import labels
+
+    listed = list(labels.LABELS)
+    assert len({labels.color(m) for m in listed}) == len(listed)  # one colour per listed method
+    assert labels.color("tl1-prox") == labels.color("tl1") and labels.style("tl1-prox")["ls"] == "--"
+    assert labels.color("none") == "black" and labels.label("tp_ns") == "peer: Torch-Pruning NS"
+    unknown = labels.color("a_new_method")
+    assert unknown in labels.PALETTE and unknown == labels.color("a_new_method")  # a checksum, not hash()
+    assert sorted(["tl1", "none", "l1-prox", "l1"], key=labels.order) == ["none", "l1", "l1-prox", "tl1"]
+
+
+def test_every_figure_panel_has_axis_labels_and_the_method_colour(tables):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from regprune.analysis import labels, plots
+
+    summary = pd.read_csv(tables / "summary.csv")
+    summary["setting_label"] = summary.setting_label.astype(object).fillna("")
+    gamma = pd.read_csv(tables / "gamma_hist.csv")
+    figures = {"acc_vs_flops": plots.acc_vs_flops(summary, "vgg_tiny", "digits"),
+               "acc_vs_ratio": plots.acc_vs_ratio(summary, "vgg_tiny", "digits"),
+               "gamma": plots.gamma_histograms(gamma, "vgg_tiny", "digits"),
+               "kept": plots.kept_channels(pd.read_csv(tables / "kept_channels.csv"), "vgg_tiny", "digits")}
+    for name, fig in figures.items():
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        assert axes and all(ax.get_xlabel() and ax.get_ylabel() for ax in axes), name
+    ratio_panels = {ax.get_title(): ax for ax in figures["acc_vs_ratio"].axes if ax.get_visible()}
+    assert sorted(ratio_panels) == ["Tℓ1 λ=0.001", "ℓ1 (NS) λ=0.001"]
+    tl1 = [line for line in ratio_panels["Tℓ1 λ=0.001"].get_lines() if line.get_label() == "right after pruning"]
+    assert tl1 and matplotlib.colors.same_color(tl1[0].get_color(), labels.color("tl1"))
+    for fig in figures.values():
+        plots.plt.close(fig)

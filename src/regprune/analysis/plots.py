@@ -85,20 +85,28 @@ def _grid(n: int, ncols: int = 4, size: tuple[float, float] = (3.4, 2.7)) -> tup
     return fig, flat[:n]
 
 
-def band(ax, x, mean, ci, n, style: dict, label: str | None = None, points: int = 2) -> None:
-    """A line of means with its 95% interval: a shaded band through ≥ ``points`` + 1 points, else error bars;
-    no interval where n < 2."""
+def band(ax, x, mean, ci, n, style: dict, label: str | None = None, interval: bool = True) -> None:
+    """A line of means with its 95% interval: a shaded band through three or more points, else error bars; no
+    interval where n < 2. Drawn within 0–100% (an accuracy interval can reach past it; the tables hold it)."""
     x, mean, ci = (np.asarray(v, dtype=float) for v in (x, mean, ci))
     ci = np.where(np.asarray(n, dtype=float) >= 2, ci, np.nan)
     ax.plot(x, mean, ms=4.5, lw=1.5, label=label, **style)
     has = np.isfinite(ci)
-    if not has.any():
+    if not interval or not has.any():
         return
-    if len(x) > points:
-        ax.fill_between(x, mean - np.nan_to_num(ci), mean + np.nan_to_num(ci), where=has, color=style["color"],
-                        alpha=0.18, lw=0, interpolate=True)
+    lo, hi = np.clip(mean - ci, 0, 100), np.clip(mean + ci, 0, 100)
+    if len(x) > 2:
+        ax.fill_between(x, np.where(has, lo, mean), np.where(has, hi, mean), color=style["color"], alpha=0.15,
+                        lw=0)
     else:
-        ax.errorbar(x[has], mean[has], yerr=ci[has], color=style["color"], ls="none", capsize=3, lw=1)
+        ax.errorbar(x[has], mean[has], yerr=[(mean - lo)[has], (hi - mean)[has]], color=style["color"], ls="none",
+                    capsize=3, lw=1)
+
+
+def accuracy_axis(ax, means) -> None:
+    """0–100% scale cut 10 points below the lowest mean shown."""
+    low = np.nanmin(np.asarray(means, dtype=float)) if len(means) else 0.0
+    ax.set_ylim(max(0.0, np.floor(low / 10) * 10 - 10) if np.isfinite(low) else 0.0, 101)
 
 
 def baseline_band(ax, summary: pd.DataFrame, with_label: bool = True) -> None:
@@ -161,14 +169,17 @@ def acc_vs_flops(summary: pd.DataFrame, model: str, dataset: str, vs_paper: pd.D
         best = p[pareto_front(p.flops_mean, p.acc_final_mean)].sort_values("flops_mean")
         axes[0].plot(best.flops_mean / 1e6, best.acc_final_mean, color="k", lw=2, alpha=0.25, label="Pareto front")
     flops = rows.flops_mean.dropna()
+    shown = pd.concat([rows.acc_final_mean, _baselines(rows).acc_final_mean])
     for ax in dict.fromkeys(axes):
         baseline_band(ax, rows)
+        accuracy_axis(ax, shown)
         if len(flops) and flops.max() > 20 * flops.min():
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("MFLOPs per image")
         ax.set_ylabel("final " + ACC)
-    what = f"Final accuracy vs FLOPs — {labels.title(model, dataset)}: mean over seeds, band / bars: 95% t interval"
+    what = (f"Final accuracy vs FLOPs — {labels.title(model, dataset)}: mean over seeds, band / bars: 95% t "
+            "interval (drawn within 0–100%)")
     if many:
         for ax, line in zip(axes, pruned, strict=False):
             ax.set_title(line.label, fontsize=9, color=line.style["color"])
@@ -190,8 +201,11 @@ def paper_points(ax, paper: pd.DataFrame) -> None:
         ax.plot(p.paper_flops / 1e6, p.paper_acc, marker="D", mfc="none", color="k", ls="none", label=label)
 
 
-STAGES = [("acc_pruned", "right after pruning", "-", "o"), ("acc_pruned_recal", "+ adaptive BN", "--", "s"),
-          ("acc_recalibrated", "BN recalibrated (phase)", "--", "s"), ("acc_finetuned_final", "fine-tuned", ":", "^")]
+# metric, legend, line style, marker, whether its interval is drawn (the fine-tuned one is in acc_vs_flops)
+STAGES = [("acc_pruned", "right after pruning", "-", "o", True),
+          ("acc_pruned_recal", "+ adaptive BN", "--", "s", True),
+          ("acc_recalibrated", "BN recalibrated (phase)", "--", "s", True),
+          ("acc_finetuned_final", "fine-tuned", ":", "^", False)]
 
 
 def acc_vs_ratio(summary: pd.DataFrame, model: str, dataset: str) -> plt.Figure:
@@ -211,10 +225,10 @@ def acc_vs_ratio(summary: pd.DataFrame, model: str, dataset: str) -> plt.Figure:
             q = ref.rows.sort_values("prune_ratio")
             ax.plot(np.concatenate([[0.0], 100 * q.prune_ratio]), [q.acc_trained_final_mean.iloc[0],
                     *q.acc_pruned_mean], color=REFERENCE_GREY, lw=1.2, marker=".", label=f"{ref.label}, pruned")
-        for metric, what, ls, marker in stages:
+        for metric, what, ls, marker, interval in stages:
             mean, ci, n = _metric(r, metric)
             band(ax, x, [start[0], *mean], [start[1], *ci], [start[2], *n],
-                 {"color": line.style["color"], "ls": ls, "marker": marker}, what)
+                 {"color": line.style["color"], "ls": ls, "marker": marker}, what, interval)
         if (r.get("pruned_masked_gap_max", pd.Series(dtype=float)).fillna(0) > 0).any():
             ax.plot(100 * r.prune_ratio, r.acc_pruned_masked_mean, ls="none", marker="o", mfc="white", ms=7,
                     color=line.style["color"], label="masked (differs)")
@@ -224,13 +238,15 @@ def acc_vs_ratio(summary: pd.DataFrame, model: str, dataset: str) -> plt.Figure:
         ax.set_title(line.label, fontsize=9, color=line.style["color"])
         ax.set_xlabel(RATIO)
         ax.set_ylabel(ACC)
-    handles = [plt.Line2D([], [], color="0.2", ls=ls, marker=m, label=w) for _, w, ls, m in stages]
+    handles = [plt.Line2D([], [], color="0.2", ls=ls, marker=m, label=w + ("" if band_ else " (no band)"))
+               for _, w, ls, m, band_ in stages]
     handles += [plt.Line2D([], [], color=REFERENCE_GREY, marker=".", label=f"{reference[0].label}: right after "
                            "pruning")] if reference else []
     handles += [plt.Line2D([], [], color=BASELINE_GREY, ls="--", label="baseline (band: 95% interval)")]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, 0.0), fontsize=8)
     fig.suptitle(f"Accuracy right after pruning, with adaptive BN, and fine-tuned — {labels.title(model, dataset)}"
-                 "\n(0% = penalty-trained model; mean over seeds, bands: 95% t interval)", fontsize=10)
+                 "\n(0% = penalty-trained model; mean over seeds, bands: 95% t interval, drawn within 0–100%)",
+                 fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
@@ -257,6 +273,7 @@ def gamma_histograms(gamma: pd.DataFrame, model: str, dataset: str, stage: str =
         ax.set_title(f"{line.label}\n{len(models)} model(s); γ = 0 exactly: {zeros} of {total}", fontsize=8,
                      color=line.style["color"])
         ax.set_yscale("log")
+        ax.set_xlim(0, 1.05 * chosen[chosen["count"] > 0].right.max())
         ax.set_xlabel("|γ|")
         ax.set_ylabel("channels")
     what = "after penalty training" if stage == "trained" else "of the pruned, fine-tuned models"
