@@ -4,7 +4,8 @@ comparison with a reference method, and scratch-retraining controls.
 A row is a model × dataset × method (regularizer) × λ × schedule × pruning ratio × setting (``KEYS``). Its
 replicates are trained models: runs of a row that share a training seed (e.g. two prunings of one trained
 model) are not independent, so one is kept and the others are reported in ``duplicates``. Statistics are
-those of ``analysis.stats``: ``<metric>_n``, ``_mean``, ``_std`` and ``_ci`` (half-width of the 95% interval).
+those of ``analysis.stats``: ``<metric>_n``, ``_mean``, ``_std`` (sample standard deviation) and ``_ci``
+(half-width of the 95% t interval; NaN with one seed).
 """
 
 from __future__ import annotations
@@ -127,11 +128,14 @@ def summarize(runs: pd.DataFrame, reference: str = REFERENCE) -> tuple[pd.DataFr
     values = seed_values(kept)
     summary = attach_baselines(summary, values)
     summary = attach_reference(summary, values, reference)
-    order = [(labels.order(r.regularizer), r.lam, r.setting_label, -1 if pd.isna(r.prune_ratio) else r.prune_ratio)
-             for _, r in summary.iterrows()]
-    summary = summary.iloc[sorted(range(len(summary)), key=lambda i: (summary.model.iloc[i],
-                                                                        summary.dataset.iloc[i], order[i]))]
-    return summary.reset_index(drop=True), duplicates, notes
+    order = sorted(range(len(summary)), key=lambda i: _position(summary.iloc[i]))
+    return summary.iloc[order].reset_index(drop=True), duplicates, notes
+
+
+def _position(r: pd.Series) -> tuple:
+    """Table order: model, dataset, method (baseline and l1 first), λ, setting, unpruned before the ratios."""
+    return (r.model, r.dataset, labels.order(r.regularizer), r.lam, r.setting_label,
+            -1.0 if pd.isna(r.prune_ratio) else r.prune_ratio)
 
 
 def _best(cands: pd.DataFrame, row: pd.Series) -> pd.Series:
