@@ -411,3 +411,27 @@ def test_every_figure_panel_has_axis_labels_and_the_method_colour(tables):
     assert tl1 and matplotlib.colors.same_color(tl1[0].get_color(), labels.color("tl1"))
     for fig in figures.values():
         plots.plt.close(fig)
+
+
+def test_validation_columns_sit_next_to_test_ones_and_missing_keys_show_as_missing(tiny_runs, tmp_path):
+    """Runs that record val_acc_* (a validation split) get a validation table; a run lacking a key counts as
+    missing for that figure (n of the cell), never as 0."""
+    metrics = metrics_of(tiny_runs)
+    for (ratio, seed), values in {(0.3, 0): {"val_acc_pruned": 50.0, "val_acc_finetuned_final": 70.0},
+                                  (0.3, 1): {"val_acc_pruned": 60.0}}.items():
+        m = pruned(metrics, "l1", ratio, seed, seed)
+        copy = tmp_path / "fx" / Path(m["run_dir"]).name
+        shutil.copytree(m["run_dir"], copy)
+        (copy / "metrics.json").write_text(json.dumps({**m, **values}))
+    for name in ("l1-trained-s0", "l1-trained-s1"):  # the sources the copies started from
+        shutil.copytree(tiny_runs / "fx" / name, tmp_path / "fx" / name)
+    out = tmp_path / "tables"
+    summary = collect([tmp_path], out, None, histograms=False)["summary"]
+    row = summary[summary.prune_ratio == 0.3].iloc[0]
+    assert row.n == 2 and row.val_acc_pruned_n == 2 and row.val_acc_pruned_mean == 55.0
+    assert row.val_acc_finetuned_final_n == 1 and row.val_acc_finetuned_final_mean == 70.0
+    md = (out / "summary.md").read_text()
+    validation = md.split("### Validation accuracy (%)")[1].split("###")[0]
+    assert "| right after pruning | fine-tuned |" in validation and "70.00 (n=1)" in validation
+    assert "55.00 ± 63.53" in validation  # 12.706205 · 7.0711 / √2
+    assert "| – | – |" in validation  # the penalty-trained models record neither
