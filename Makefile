@@ -37,7 +37,7 @@ reproduce: setup  ## paper sweeps on CIFAR (GPU expected); PAPER=ns2017|bui2020|
 	$(PY) scripts/reproduce.py --paper $(PAPER) $(OVERRIDES)
 
 reproduce-mini: setup  ## every penalty on digits/vgg_tiny on CPU -> results/mini/
-	$(PY) scripts/reproduce.py --paper mini --tables results/mini --figures results/mini/figures
+	$(PY) scripts/reproduce.py --paper mini --tables results/mini --figures results/mini/figures $(OVERRIDES)
 
 lint: setup
 	$(PY) -m ruff check src tests scripts train.py

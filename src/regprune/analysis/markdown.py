@@ -128,7 +128,7 @@ def table(rows: pd.DataFrame, columns: list[Column]) -> list[str]:
 
 def paired_columns(reference: str) -> list[Column]:
     pairs = [("right after pruning", "acc_pruned"), ("+ adaptive BN", "acc_pruned_recal"), ("final", "acc_final")]
-    return [*[c for c in IDENTITY if c.header != "n"]] + [
+    return [c for c in IDENTITY if c.header != "n"] + [
         Column(f"{what} − {labels.label(reference)}", difference(f"ref_{m}"),
                lambda rows, m=m: f"ref_{m}_n" in rows and (rows[f"ref_{m}_n"] > 0).any()) for what, m in pairs]
 
