@@ -73,7 +73,8 @@ def gamma_frame(runs: pd.DataFrame, bins: int = 60) -> pd.DataFrame:
     """|γ| histograms per run and stage: trained (after penalty training; the baseline's after plain
     training) and final (the pruned, fine-tuned model); ``bn_init`` is the configured initial γ (every
     channel starts there), ``zeros`` the number of γ exactly 0 (counted in the first bin too). Edges are
-    shared by all runs of one model × dataset (0 to the largest |γ| seen), so one panel's histograms compare."""
+    shared by all runs of one model × dataset × stage (0 to the largest |γ| seen), so a figure's histograms
+    compare."""
     values = []
     done = complete(runs)
     collected = set(done.path)
@@ -88,12 +89,12 @@ def gamma_frame(runs: pd.DataFrame, bins: int = 60) -> pd.DataFrame:
             except Exception as e:  # a model class this checkout lacks, a corrupt file
                 _warn("|γ|", path, e)
     panels: dict[tuple, float] = {}
-    for r, _, _, g in values:
-        key = (r.model, r.dataset)
+    for r, stage, _, g in values:
+        key = (r.model, r.dataset, stage)
         panels[key] = max(panels.get(key, 0.0), float(g.max()) if g.size else 0.0)
     rows = []
     for r, stage, source, g in values:
-        top = panels[(r.model, r.dataset)] or 1.0
+        top = panels[(r.model, r.dataset, stage)] or 1.0
         counts, edges = np.histogram(g, bins=bins, range=(0.0, top * (1 + 1e-9)))
         init, zeros = r.get("bn_init"), int((g == 0).sum())
         for i, c in enumerate(counts):

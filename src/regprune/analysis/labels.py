@@ -31,9 +31,11 @@ LABELS = {
     "lp0.667": "ℓ2/3",
 }
 BASELINE = "none"  # the unpenalised baseline: black, never a palette colour
+# one hue per listed method (in LABELS' order), chosen to stay apart on white; the last two only for names
+# not listed (they may then share a hue)
 PALETTE = ["#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-           "#393b79", "#e6550d", "#31a354", "#843c39", "#7b4173", "#3182bd", "#637939", "#636363", "#8c6d31",
-           "#d6616b", "#6baed6"]
+           "#000075", "#469990", "#f032e6", "#800000", "#808000", "#daa520", "#4b0082", "#2f4f4f", "#fa8072",
+           "#00bfff", "#32cd32"]
 PROX = "-prox"
 
 

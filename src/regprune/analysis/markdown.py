@@ -148,7 +148,7 @@ def summary_markdown(summary: pd.DataFrame, vs_paper: pd.DataFrame, skipped: pd.
     lines += [STATISTICS + " Accuracy in %, on the test split unless said otherwise; right after pruning = the "
               "compacted model (masked − compacted: the largest gap over runs; 0 = they agree); baseline − final: "
               "paired over common seeds (its number of pairs in brackets); FLOPs = 2 × MACs. Latency and wall time: "
-              "timing.md (machine-dependent).", ""]
+              "machine/timing.md (machine-dependent, not committed).", ""]
     lines += [f"**{dirty} of {n_runs} runs were recorded from a git tree with uncommitted changes: these tables "
               "cannot be regenerated from a commit.**" if dirty else
               f"All {n_runs} runs were recorded from a clean git tree.", ""]
