@@ -32,7 +32,7 @@ def test_committed_mini_slice_regenerates_exactly(tmp_path):
     for sweep, job in SLICE:
         cfg = compose([f"sweep={sweep}", *job, f"run.root={tmp_path / 'runs'}", "device=cpu"])
         experiment, name = cfg.run.experiment, cfg.run.name
-        mine = committed[(committed.experiment == experiment) & committed.run.str.startswith(f"{experiment}/{name}-")]
+        mine = committed[(committed.experiment == experiment) & committed.run_id.str.startswith(f"{name}-")]
         mine = mine[mine.schedule == ("train" if sweep.endswith("_train") else "ns")]
         mine = mine[mine.prune_ratio == ("" if sweep.endswith("_train") else "0.5")]
         assert len(mine) == 1, f"results/mini has no row for {job} of sweep={sweep}: regenerate it"
