@@ -170,6 +170,12 @@ def test_setting_hash_ignores_what_does_not_change_results():
     # a run that starts from a trained model did not train: the source's training section counts, not its own
     source = {"schedule": {"train": {"epochs": 80}}}
     assert h(cfg, source) == h(longer, source) == h(longer) != h(cfg)
+    # phases after stop_after did not run (the first stage of a two-stage sweep): their settings do not count
+    stage = {"schedule": {"name": "ns", "stop_after": "train", "train": {"epochs": 80}, "prune": {"ratio": 0.7},
+                          "finetune": {"epochs": 160}}}
+    other = {"schedule": {**stage["schedule"], "finetune": {"epochs": 20}}}
+    assert h(stage) == h(other) == h({"schedule": {"name": "ns", "train": {"epochs": 80}}})
+    assert h(stage) != h({"schedule": {**other["schedule"], "stop_after": "prune"}})
 
 
 def test_scratch_control_is_a_column_of_the_run_it_controls(tiny_runs, tmp_path):

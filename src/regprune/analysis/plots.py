@@ -64,7 +64,7 @@ def _panel(frame: pd.DataFrame, model: str, dataset: str) -> pd.DataFrame:
 
 
 def _baselines(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[(summary.regularizer == labels.BASELINE) & (summary.schedule == "train")]
+    return summary[(summary.regularizer == labels.BASELINE) & summary.prune_ratio.isna()]
 
 
 def _pruned(summary: pd.DataFrame) -> pd.DataFrame:

@@ -89,9 +89,8 @@ def read_run(run_dir: str | Path, root: str | Path | None = None) -> dict:
     row["path"] = str(run_dir.resolve())
     row["source"] = str(source.resolve()) if source else None
     row["train_seed"] = trainer_metrics.get("seed", metrics.get("seed"))
-    row["prune_ratio"] = metrics.get("prune_ratio", (schedule.get("prune") or {}).get("ratio"))
-    if row["prune_ratio"] is None:
-        row["prune_ratio"] = float("nan")
+    ratio = metrics.get("prune_ratio")  # recorded by the prune phase; a run that stopped before has none
+    row["prune_ratio"] = float("nan") if ratio is None else ratio
     trained = epochs_run(trainer, "train")
     row["train_epochs"] = trained if trained is not None else (schedule.get("train") or {}).get("epochs")
     row["finetune_epochs"] = epochs_run(run_dir, "finetune") if schedule.get("finetune") else None

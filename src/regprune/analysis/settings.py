@@ -1,11 +1,11 @@
 """What makes two runs the same setting: their configs without the keys that do not change results.
 
 A run's *effective* config is its config.yaml as far as it determined the results: bookkeeping (paths,
-logging, threads, checkpoints, latency), the seed, and λ and the pruning ratio (columns of their own) are
-dropped; a run that started from another run's trained model (``schedule.start_from``) did not train, so its
-own training section is replaced by the source run's. Runs with equal effective configs share a ``setting``
-hash and average over seeds. Settings of one method that differ are told apart by a readable label: the keys
-in which they differ.
+logging, threads, checkpoints, latency), the seed, λ and the pruning ratio (columns of their own) and the
+phases after ``schedule.stop_after`` are dropped; a run that started from another run's trained model
+(``schedule.start_from``) did not train, so its own training section is replaced by the source run's. Runs
+with equal effective configs share a ``setting`` hash and average over seeds. Settings of one method that
+differ are told apart by a readable label: the keys in which they differ.
 """
 
 from __future__ import annotations
@@ -23,16 +23,29 @@ NOT_SETTING_NESTED = {("schedule", "start_from"), ("dataset", "root"), ("dataset
                       ("dataset", "verify_checksums"), ("dataset", "eval_batch_size"), ("perf", "cudnn_benchmark"),
                       ("regularizer", "lam"), ("schedule", "prune", "ratio")}
 TRAINING = ("schedule", "train")  # the section a run started from another run's model did not use
+SCHEDULE_FIELDS = {"_target_", "name", "start_from", "start_at", "stop_after"}  # the other schedule keys are phases
 
 
 def effective_config(config: dict, source_config: dict | None = None) -> dict:
     """``config`` without the keys that do not change results; with a source run's config, its training section."""
     plain = {k: v for k, v in config.items() if k not in NOT_SETTING}
+    if isinstance(plain.get("schedule"), dict):
+        plain["schedule"] = without_skipped(plain["schedule"])
     for path in NOT_SETTING_NESTED:
         plain = _without(plain, path)
     if source_config is not None:
         plain = _with(plain, TRAINING, _get(source_config, TRAINING))
     return plain
+
+
+def without_skipped(schedule: dict) -> dict:
+    """A schedule without the phases after ``stop_after`` (they did not run; the stage of a two-stage sweep)."""
+    stop = schedule.get("stop_after")
+    phases = [k for k in schedule if k not in SCHEDULE_FIELDS]
+    if stop not in phases:
+        return schedule
+    skipped = set(phases[phases.index(stop) + 1:]) | {"stop_after"}
+    return {k: v for k, v in schedule.items() if k not in skipped}
 
 
 def setting_hash(effective: dict) -> str:

@@ -146,9 +146,9 @@ def _best(cands: pd.DataFrame, row: pd.Series) -> pd.Series:
 
 
 def attach_baselines(summary: pd.DataFrame, values: dict[tuple, pd.DataFrame]) -> pd.DataFrame:
-    """The unpenalised baseline (regularizer none, schedule train) of the same model and dataset, and the drop
+    """The unpenalised baseline (regularizer none, not pruned) of the same model and dataset, and the drop
     from it: baseline − final accuracy, paired over common seeds (difference of means when none are common)."""
-    base = summary[(summary.regularizer == labels.BASELINE) & (summary.schedule == "train")]
+    base = summary[(summary.regularizer == labels.BASELINE) & summary.prune_ratio.isna()]
     cols = {"baseline_acc": math.nan, "baseline_acc_ci": math.nan, "baseline_n": 0, "baseline_setting": None,
             "drop_diff": math.nan, "drop_ci": math.nan, "drop_n": 0}
     out = summary.assign(**cols)
