@@ -29,8 +29,8 @@ SOURCES: dict[str, dict[str, tuple[str, object]]] = {
 METHODS = {"l1": "ns", "polarization": "pr"}  # our regularizer -> the papers' method name
 
 
-def method_of(regularizer: str, schedule: str) -> str:
-    if regularizer == "none" and schedule == "train":
+def method_of(regularizer: str, prune_ratio: float) -> str:
+    if regularizer == "none" and pd.isna(prune_ratio):
         return "baseline"
     return METHODS.get(regularizer, regularizer)
 
@@ -71,7 +71,7 @@ def compare(summary: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
     seeds), ours − paper."""
     out = []
     for _, row in summary.iterrows():
-        method = method_of(row["regularizer"], row["schedule"])
+        method = method_of(row["regularizer"], row["prune_ratio"])
         for _, ref in refs.iterrows():
             metric = ref["metric"]
             mean_col = f"{metric}_mean" if f"{metric}_mean" in summary else metric
