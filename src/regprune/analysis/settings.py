@@ -16,8 +16,8 @@ import json
 import pandas as pd
 
 # top-level keys that do not change what a run computes
-NOT_SETTING = {"run", "seed", "resume", "logger", "progress", "threads", "latency", "device", "fault",
-               "checkpoint_every", "magnitude_every"}
+NOT_SETTING = {"run", "seed", "resume", "logger", "progress", "threads", "latency", "device", "fault", "callbacks",
+               "checkpoint_every", "checkpoint_keep", "magnitude_every"}
 # nested keys that do not change results, or that are columns of their own (λ, pruning ratio)
 NOT_SETTING_NESTED = {("schedule", "start_from"), ("dataset", "root"), ("dataset", "download"),
                       ("dataset", "verify_checksums"), ("dataset", "eval_batch_size"), ("perf", "cudnn_benchmark"),
