@@ -139,7 +139,7 @@ def baseline(tmp_path_factory):
 
 
 def test_pruning_a_baseline_is_recorded_as_the_baseline(baseline, tmp_path):
-    from regprune.analysis.collect import runs_frame
+    from regprune.analysis.runs import runs_frame
 
     proc = train([*PRUNE, f"schedule.start_from={baseline}", f"run.root={tmp_path}"])
     folder = Path(proc.stdout.strip().splitlines()[-1].removeprefix("run folder: "))
