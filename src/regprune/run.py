@@ -86,7 +86,7 @@ def start_model(source: str, configured: PrunableModel) -> tuple:
     src_dir = src if src.is_dir() else src.parent
     metrics_file = src_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    keep = {k: v for k, v in metrics.items() if k.startswith(("acc_trained", "params_unpruned",
+    keep = {k: v for k, v in metrics.items() if k.startswith(("acc_trained", "val_acc_trained", "params_unpruned",
                                                               "macs_unpruned", "flops_unpruned",
                                                               "latency_ms_unpruned"))}
     keep["started_from"] = str(src_dir.resolve())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import time
@@ -15,9 +16,10 @@ from ..cost import model_cost
 from ..data.base import DatasetSpec, ImageData
 from ..data.loader import BatchLoader
 from ..models.base import PrunableModel
+from ..peer import torch_pruning_prune
 from ..pruning.compact import compact
 from ..pruning.io import model_from_payload, model_payload
-from ..pruning.masks import apply_masks, masks_from_scores
+from ..pruning.masks import PruneResult, apply_masks, masks_from_scores
 from ..regularizers.base import Regularizer
 from ..regularizers.criteria import valley_threshold
 from ..tracking.record import RunRecord
@@ -196,27 +198,41 @@ class Runner:
             if "val_acc" in rows[-1]:
                 best_val = max(rows, key=lambda r: r["val_acc"])
                 state.metrics[f"{prefix}_at_best_val"] = best_val["test_acc"]
+                state.metrics[f"val_{prefix}_final"] = rows[-1]["val_acc"]
         else:
             state.metrics[f"{prefix}_final"] = state.metrics[f"{prefix}_best"] = self.evaluate(model)["test_acc"]
 
     def prune_phase(self, phase: PrunePhase, state: RunState) -> None:
         model = state.model
-        scores = self.regularizer.channel_scores(model)
-        criterion = phase.criterion if phase.criterion != "auto" else getattr(self.regularizer, "criterion",
-                                                                              "percentile")
-        threshold = None  # percentile: from phase.ratio
-        if criterion == "threshold":
-            threshold = phase.threshold
-        elif criterion == "valley":  # polarization: the valley of the score histogram
-            threshold = valley_threshold(scores)
-        result = masks_from_scores(scores, phase.ratio, phase.scope, phase.min_channels, phase.on_empty,
-                                   threshold=threshold)
+        pruned = None
+        if phase.pruner == "torch_pruning":  # the peer row: Torch-Pruning's |γ| ranking and surgery
+            peer = torch_pruning_prune(model, phase.ratio, self.data.input_shape)
+            criterion, pruned = "torch_pruning", peer.model
+            result = PruneResult(masks=peer.masks, threshold=peer.threshold)
+            state.metrics["prune_skipped_layers"] = peer.skipped
+        else:
+            scores = self.regularizer.channel_scores(model)
+            criterion = phase.criterion if phase.criterion != "auto" else getattr(self.regularizer, "criterion",
+                                                                                  "percentile")
+            threshold = None  # percentile: from phase.ratio
+            if criterion == "threshold":
+                threshold = phase.threshold
+            elif criterion == "valley":  # polarization: the valley of the score histogram
+                threshold = valley_threshold(scores)
+            result = masks_from_scores(scores, phase.ratio, phase.scope, phase.min_channels, phase.on_empty,
+                                       threshold=threshold)
         apply_masks(model, result.masks)
-        masked_acc = self.evaluate(model)["test_acc"]
-        state.model = compact(model, result.masks)
+        masked = self.evaluate(model)
+        state.model = pruned if pruned is not None else compact(model, result.masks)
+        accs = {"acc_pruned": self.evaluate(state.model), "acc_pruned_masked": masked}
+        if phase.recalibrate_batches:
+            accs["acc_pruned_recal"] = self.recalibrated_copy_accuracy(state, phase.recalibrate_batches)
+        for key, acc in accs.items():
+            state.metrics[key] = acc["test_acc"]
+            if "val_acc" in acc:
+                state.metrics[f"val_{key}"] = acc["val_acc"]
         kept = result.kept()
         state.metrics.update({
-            "acc_pruned": self.evaluate(state.model)["test_acc"], "acc_pruned_masked": masked_acc,
             "prune_ratio": phase.ratio, "prune_criterion": criterion, "prune_threshold": result.threshold,
             "channels_pruned_ratio": result.pruned_ratio(), "kept_channels": kept,
             "total_channels": {k: int(m.numel()) for k, m in result.masks.items()},
@@ -224,6 +240,13 @@ class Runner:
         })
         self.logger.table("kept_channels", ["layer", "kept", "total"],
                           [[k, v, state.metrics["total_channels"][k]] for k, v in kept.items()])
+
+    def recalibrated_copy_accuracy(self, state: RunState, batches: int) -> dict[str, float]:
+        """Accuracy of a copy of the pruned model after adaptive BN (EagleEye); the model itself is unchanged."""
+        recal = copy.deepcopy(state.model)
+        self.train_batches.set_epoch(len(state.history))
+        recalibrate_bn(self.forward_module(recal), self.train_batches, batches)
+        return self.evaluate(recal)
 
     def batches_until_fault(self, step: int):
         """The training batches; with fault injection, the process dies abruptly at the given step."""

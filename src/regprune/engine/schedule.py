@@ -13,6 +13,7 @@ from ..errors import UserError
 
 LR_SCHEDULES = ("step", "cosine", "constant")
 CRITERIA = ("auto", "percentile", "threshold", "valley")
+PRUNERS = ("regprune", "torch_pruning")
 
 
 def _build(cls, section: str, values) -> object:
@@ -57,8 +58,14 @@ class PrunePhase:
     threshold: float = 0.0
     min_channels: int = 1
     on_empty: str = "error"  # error | keep_min
+    pruner: str = "regprune"  # regprune (ours) | torch_pruning (the peer: its |γ| ranking and surgery)
+    recalibrate_batches: int = 100  # acc_pruned_recal: adaptive BN on a copy (0 = off)
 
     def __post_init__(self):
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"pruner={self.pruner!r}: choose from {list(PRUNERS)}")
+        if self.recalibrate_batches < 0:
+            raise ValueError(f"recalibrate_batches={self.recalibrate_batches} must be ≥ 0")
         if not 0 <= self.ratio < 1:
             raise ValueError(f"ratio={self.ratio} is outside [0, 1)")
         if self.scope not in ("global", "layer"):
