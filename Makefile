@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint bench figures reproduce reproduce-mini clean
+.PHONY: setup demo test test-slow lint bench figures reproduce reproduce-digits reproduce-mini clean
 PAPER ?= all
 
 setup: $(STAMP)
@@ -33,8 +33,11 @@ figures: setup  ## regenerate results/figures from the committed CSVs in results
 reproduce: setup  ## paper sweeps on CIFAR (GPU expected); PAPER=ns2017|bui2020|tang2023|li2024|survey
 	$(PY) scripts/reproduce.py --paper $(PAPER) $(OVERRIDES)
 
-reproduce-mini: setup  ## every penalty on digits/vgg_tiny on CPU -> results/mini/
-	$(PY) scripts/reproduce.py --paper mini --tables results/mini --figures results/mini/figures
+reproduce-digits: setup  ## the digits benchmark on CPU: lambda calibrated on validation, 3 seeds -> results/digits/
+	$(PY) scripts/reproduce.py --paper digits --jobs 2
+
+reproduce-mini: setup  ## smoke run of the digits pipeline (calibrated lambda, one seed) -> results/mini/
+	$(PY) scripts/reproduce.py --paper mini --jobs 2
 
 lint: setup
 	$(PY) -m ruff check src tests scripts train.py

@@ -1,0 +1,75 @@
+"""Choose each method's λ from the digits calibration runs (validation split only) and write it where the presets
+read it: `python scripts/calibrate.py runs/digits_calibration`.
+
+Writes configs/_shared/digits/calibrated/<method>.yaml (the chosen λ) and, in --out, selection.csv and
+selection.md (every λ of every grid with its validation accuracies, the rule, the choice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from regprune.analysis.calibrate import Rule, choose, read_calibration, selection_rows, write_choice
+from regprune.analysis.collect import find_run_dirs
+from regprune.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def markdown(rows: pd.DataFrame, rule: Rule, baseline_val: float) -> str:
+    lines = [
+        "# λ calibration on the validation split",
+        "",
+        f"Rule (results/digits/PROTOCOL.md): among the λ whose validation accuracy after fine-tuning at "
+        f"{rule.constraint_ratio:.0%} of channels is at most {rule.max_drop:g} point(s) below the baseline's "
+        f"({baseline_val:.2f}%), the one with the highest validation accuracy right after pruning "
+        f"{rule.select_ratio:.0%} (ties: higher fine-tuned, then smaller λ); if none qualifies, the best "
+        "fine-tuned one. One calibration seed; the test split is not read.",
+        "",
+        f"| method | λ | val % right after pruning {rule.select_ratio:.0%} | val % fine-tuned at "
+        f"{rule.constraint_ratio:.0%} | within {rule.max_drop:g} pt | chosen |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows.itertuples():
+        mark = ("**yes**" + (" (edge of grid)" if r.at_edge else "")) if r.chosen else ""
+        lines.append(f"| {r.method} | {r.lam:g} | {r.val_pruned:.2f} | {r.val_finetuned:.2f} | "
+                     f"{'yes' if r.meets_constraint else 'no'} | {mark} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", type=Path, help="folder of the calibration runs (e.g. runs/digits_calibration)")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "digits" / "calibration")
+    ap.add_argument("--configs", type=Path, default=ROOT / "configs" / "_shared" / "digits" / "calibrated")
+    ap.add_argument("--prefix", default="digits", help="run names are <prefix>-<method>")
+    ap.add_argument("--methods", nargs="*", help="the methods to calibrate (default: every method found)")
+    args = ap.parse_args(argv)
+    rule = Rule()
+    try:
+        if not args.runs.is_dir():
+            raise UserError(f"not a folder: {args.runs}")
+        candidates, baseline_val = read_calibration(find_run_dirs(args.runs), args.prefix, rule, args.methods)
+        choices = {m: choose(cs, baseline_val, rule) for m, cs in candidates.items()}
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return UserError.exit_code
+    args.configs.mkdir(parents=True, exist_ok=True)
+    for choice in choices.values():
+        write_choice(choice, args.configs, f"{args.prefix}/{choice.method}")
+    rows = pd.DataFrame(selection_rows(candidates, choices, rule))
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(args.out / "selection.csv", index=False)
+    (args.out / "selection.md").write_text(markdown(rows, rule, baseline_val))
+    for c in choices.values():
+        note = "" if c.eligible else "  (no λ met the constraint)"
+        print(f"{c.method:<22} λ = {c.lam:g}{note}{'  (edge of grid)' if c.at_edge else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
