@@ -1,5 +1,7 @@
 """Choose each method's λ from the digits calibration runs (validation split only) and write it where the presets
-read it: `python scripts/calibrate.py runs/digits_calibration`.
+read it: `python scripts/calibrate.py runs/digits_calibration --methods l1 tl1 ...`.
+
+Each method's grid is the one in its preset (`experiment=<prefix>/<method>`, hydra.sweeper.params).
 
 Writes configs/_shared/digits/calibrated/<method>.yaml (the chosen λ) and, in --out, selection.csv and
 selection.md (every λ of every grid with its validation accuracies, the rule, the choice).
@@ -18,6 +20,23 @@ from regprune.analysis.collect import find_run_dirs
 from regprune.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def preset_grid(experiment: str) -> list[float]:
+    """The λ grid in a preset's hydra.sweeper.params."""
+    from hydra import compose, initialize_config_dir
+
+    from regprune.config import register_schema
+
+    register_schema()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            params = compose("config", [f"experiment={experiment}"], return_hydra_config=True).hydra.sweeper.params
+    except Exception as e:  # an unknown preset: Hydra's message, on one line
+        raise UserError(f"experiment={experiment}: {str(e).splitlines()[0]}") from None
+    if not params or "regularizer.lam" not in params:
+        raise UserError(f"experiment={experiment} has no λ grid (hydra.sweeper.params.regularizer.lam)")
+    return [float(v) for v in str(params["regularizer.lam"]).split(",")]
 
 
 def markdown(rows: pd.DataFrame, rule: Rule, baseline_val: float) -> str:
@@ -47,13 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "digits" / "calibration")
     ap.add_argument("--configs", type=Path, default=ROOT / "configs" / "_shared" / "digits" / "calibrated")
     ap.add_argument("--prefix", default="digits", help="run names are <prefix>-<method>")
-    ap.add_argument("--methods", nargs="*", help="the methods to calibrate (default: every method found)")
+    ap.add_argument("--methods", nargs="+", required=True, help="the methods to calibrate (their presets' names)")
     args = ap.parse_args(argv)
     rule = Rule()
     try:
         if not args.runs.is_dir():
             raise UserError(f"not a folder: {args.runs}")
-        candidates, baseline_val = read_calibration(find_run_dirs(args.runs), args.prefix, rule, args.methods)
+        grids = {m: preset_grid(f"{args.prefix}/{m}") for m in args.methods}
+        candidates, baseline_val = read_calibration(find_run_dirs(args.runs), grids, args.prefix, rule)
         choices = {m: choose(cs, baseline_val, rule) for m, cs in candidates.items()}
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

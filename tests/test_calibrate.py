@@ -59,11 +59,13 @@ def write_run(folder, run_id, name, *, lam=None, ratio=None, val, test, status="
     return run
 
 
-def calibration_runs(tmp_path, status="complete"):
+def calibration_runs(tmp_path, lams=(0.01, 0.02), status="complete"):
+    """The baseline and tl1 at ``lams``: on the validation split the second λ is best; on the test split the
+    first would be; plus a run of an older grid's λ, which must be ignored."""
     write_run(tmp_path, "base", "digits-baseline", val={"val_acc_trained_final": 99.0},
               test={"acc_trained_final": 99.5})
-    # on the validation split 0.02 is best; on the test split 0.01 would be
-    for lam, v_pruned, v_ft, t_pruned in [(0.01, 60.0, 99.0, 99.9), (0.02, 97.0, 98.5, 50.0)]:
+    for lam, v_pruned, v_ft, t_pruned in [(lams[0], 60.0, 99.0, 99.9), (lams[1], 97.0, 98.5, 50.0),
+                                          (0.5, 99.9, 99.9, 99.9)]:
         write_run(tmp_path, f"p7-{lam}", "digits-tl1", lam=lam, ratio=0.7, val={"val_acc_pruned": v_pruned},
                   test={"acc_pruned": t_pruned}, status=status)
         write_run(tmp_path, f"p5-{lam}", "digits-tl1", lam=lam, ratio=0.5, val={"val_acc_finetuned_final": v_ft},
@@ -71,22 +73,25 @@ def calibration_runs(tmp_path, status="complete"):
     return sorted(tmp_path.iterdir())
 
 
-def test_reads_validation_metrics_only(tmp_path):
-    candidates, baseline = read_calibration(calibration_runs(tmp_path))
+def test_reads_validation_metrics_only_for_the_current_grid(tmp_path):
+    candidates, baseline = read_calibration(calibration_runs(tmp_path), {"tl1": [0.01, 0.02]})
     assert baseline == 99.0
     assert candidates == {"tl1": [Candidate("tl1", 0.01, 60.0, 99.0), Candidate("tl1", 0.02, 97.0, 98.5)]}
     assert choose(candidates["tl1"], baseline).lam == 0.02  # the test split would have said 0.01
 
 
 def test_incomplete_calibration_is_an_error(tmp_path):
-    with pytest.raises(UserError, match=r"lacks a complete run pruned at \[0.7\]"):
-        read_calibration(calibration_runs(tmp_path, status="running"))
+    runs = calibration_runs(tmp_path, status="running")
+    with pytest.raises(UserError, match=r"tl1 at λ=0.01 lacks a complete run pruned at \[0.7\]"):
+        read_calibration(runs, {"tl1": [0.01, 0.02]})
+    with pytest.raises(UserError, match=r"λ=0.04 lacks"):  # a grid value never run
+        read_calibration(calibration_runs(tmp_path / "b"), {"tl1": [0.01, 0.02, 0.04]})
 
 
 def test_missing_validation_metric_is_an_error(tmp_path):
     write_run(tmp_path, "base", "digits-baseline", val={}, test={"acc_trained_final": 99.5})
     with pytest.raises(UserError, match="no val_acc_trained_final"):
-        read_calibration([tmp_path / "base"])
+        read_calibration([tmp_path / "base"], {})
 
 
 def test_written_choice_is_what_the_presets_compose(tmp_path):
@@ -112,11 +117,16 @@ def test_script_writes_fragments_and_tables(tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
     import calibrate
 
+    grid = calibrate.preset_grid("digits/tl1")
     runs = tmp_path / "runs"
-    calibration_runs(runs)
+    calibration_runs(runs, lams=grid[:2])
+    for lam in grid[2:]:  # the rest of the grid: fine, but worse right after pruning
+        for ratio, val in ((0.7, {"val_acc_pruned": 20.0}), (0.5, {"val_acc_finetuned_final": 99.0})):
+            write_run(runs, f"p{ratio}-{lam}", "digits-tl1", lam=lam, ratio=ratio, val=val, test={})
     out, configs = tmp_path / "out", tmp_path / "configs"
-    assert calibrate.main([str(runs), "--out", str(out), "--configs", str(configs)]) == 0
-    assert "lam: 0.02" in (configs / "tl1.yaml").read_text()
+    assert calibrate.main([str(runs), "--out", str(out), "--configs", str(configs), "--methods", "tl1"]) == 0
+    assert OmegaConf.load(configs / "tl1.yaml").regularizer.lam == grid[1]
     table = (out / "selection.md").read_text()
-    assert "| tl1 | 0.02 | 97.00 | 98.50 | yes | **yes** (edge of grid) |" in table
-    assert calibrate.main([str(tmp_path / "nowhere")]) == 2
+    assert f"| tl1 | {grid[1]:g} | 97.00 | 98.50 | yes | **yes** |" in table and "| 0.5 |" not in table
+    assert calibrate.main([str(tmp_path / "nowhere"), "--methods", "tl1"]) == 2
+    assert calibrate.main([str(runs), "--methods", "no_such_method"]) == 2

@@ -11,6 +11,7 @@ recalibration); ties go to the higher fine-tuned accuracy, then to the smaller �
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,17 +76,16 @@ def method_of(metrics: dict, prefix: str) -> str:
     return name.removeprefix(f"{prefix}-")
 
 
-def read_calibration(run_dirs: Iterable[Path], prefix: str = "digits", rule: Rule = Rule(),
-                     methods: Iterable[str] | None = None) -> tuple[dict[str, list[Candidate]], float]:
-    """Candidates per method (all, or the given ones) and the baseline's validation accuracy, from complete
-    calibration run folders.
+def read_calibration(run_dirs: Iterable[Path], grids: dict[str, list[float]], prefix: str = "digits",
+                     rule: Rule = Rule()) -> tuple[dict[str, list[Candidate]], float]:
+    """Candidates of every method in ``grids`` (method -> its λ grid) and the baseline's validation accuracy,
+    from complete calibration run folders; runs of λ outside a method's grid are left out (an older grid).
 
     Reads only ``val_acc_*`` metrics: pruned runs give ``val_acc_pruned`` (at ``select_ratio``) and
     ``val_acc_finetuned_final`` (at ``constraint_ratio``); the baseline's run gives ``val_acc_trained_final``.
     """
     pruned: dict[tuple[str, float], dict[float, dict]] = {}
     baseline: list[float] = []
-    methods = None if methods is None else set(methods)
     for run_dir in run_dirs:
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
         if metrics.get("status") != "complete":
@@ -93,18 +93,22 @@ def read_calibration(run_dirs: Iterable[Path], prefix: str = "digits", rule: Rul
         method = method_of(metrics, prefix)
         if method == "baseline":
             baseline.append(_metric(metrics, "val_acc_trained_final"))
-        elif metrics.get("prune_ratio") is not None and (methods is None or method in methods):
-            pruned.setdefault((method, float(metrics["lam"])), {})[float(metrics["prune_ratio"])] = metrics
+        elif metrics.get("prune_ratio") is not None and method in grids:
+            lam = next((v for v in grids[method] if math.isclose(v, float(metrics["lam"]))), None)
+            if lam is not None:
+                pruned.setdefault((method, lam), {})[float(metrics["prune_ratio"])] = metrics
     if not baseline:
         raise UserError(f"no complete {prefix}-baseline run among the calibration runs")
     candidates: dict[str, list[Candidate]] = {}
-    for (method, lam), by_ratio in sorted(pruned.items()):
-        missing = [r for r in (rule.select_ratio, rule.constraint_ratio) if r not in by_ratio]
-        if missing:
-            raise UserError(f"calibration of {method} at λ={lam:g} lacks a complete run pruned at {missing}")
-        candidates.setdefault(method, []).append(Candidate(
-            method, lam, _metric(by_ratio[rule.select_ratio], "val_acc_pruned"),
-            _metric(by_ratio[rule.constraint_ratio], "val_acc_finetuned_final")))
+    for method, grid in grids.items():
+        for lam in sorted(grid):
+            by_ratio = pruned.get((method, lam), {})
+            missing = [r for r in (rule.select_ratio, rule.constraint_ratio) if r not in by_ratio]
+            if missing:
+                raise UserError(f"calibration of {method} at λ={lam:g} lacks a complete run pruned at {missing}")
+            candidates.setdefault(method, []).append(Candidate(
+                method, lam, _metric(by_ratio[rule.select_ratio], "val_acc_pruned"),
+                _metric(by_ratio[rule.constraint_ratio], "val_acc_finetuned_final")))
     return candidates, sum(baseline) / len(baseline)
 
 
