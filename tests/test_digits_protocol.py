@@ -57,6 +57,7 @@ def test_protocol_settings():
     assert cfg.dataset.val_fraction > 0 and cfg.threads == 1 and cfg.resume == "auto"
     assert cfg.schedule.prune.criterion == "percentile" and cfg.schedule.prune.recalibrate_batches == 100
     baseline = compose(["experiment=digits/baseline"])
+    assert [name for name, _ in instantiate(baseline.schedule).phases()] == ["train"]
     for key in ("dataset", "optimizer", "model"):
         assert baseline[key] == cfg[key], key
     assert baseline.schedule.train == cfg.schedule.train
