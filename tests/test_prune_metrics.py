@@ -1,11 +1,15 @@
-"""What the prune phase records: accuracy after adaptive BN on a copy, and validation accuracies."""
+"""The prune phase: accuracy after adaptive BN on a copy, validation accuracies, ties at the percentile."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
+import torch
+
 from conftest import FAST, train
+from regprune.models import build_model
+from regprune.pruning.masks import constant_outputs, masks_from_scores
 
 
 def test_adaptive_bn_accuracy_is_measured_on_a_copy(tmp_path):
@@ -21,3 +25,31 @@ def test_adaptive_bn_accuracy_is_measured_on_a_copy(tmp_path):
     assert with_recal["acc_finetuned_final"] == without["acc_finetuned_final"]
     for key in ("acc_pruned", "acc_pruned_masked", "acc_pruned_recal", "acc_trained_final", "acc_finetuned_final"):
         assert 0 <= with_recal[f"val_{key}"] <= 100, key  # the digits preset holds out a validation split
+
+
+def test_tied_scores_prune_the_ratio_smallest_constant_first():
+    """Exact zeros tie: NS's rule would prune all of them; with the tie-break, exactly ⌊N·r⌋ + 1 go, the channels
+    whose constant output ReLU(β) is smallest first."""
+    scores = {"a": torch.tensor([0.0, 0.0, 0.0, 0.5]), "b": torch.tensor([0.0, 0.0, 0.7, 0.9])}
+    tiebreak = {"a": torch.tensor([0.2, 0.0, 0.1, 0.0]), "b": torch.tensor([0.05, 0.3, 0.0, 0.0])}
+    ns = masks_from_scores(scores, 0.3)
+    assert sum(int((~m).sum()) for m in ns.masks.values()) == 5  # every zero
+    r = masks_from_scores(scores, 0.3, tiebreak=tiebreak)
+    assert r.masks["a"].tolist() == [True, False, False, True] and r.masks["b"].tolist() == [False, True, True, True]
+    assert r.threshold == 0.0
+    unique = {"a": torch.tensor([0.1, 0.4, 0.3, 0.5]), "b": torch.tensor([0.2, 0.6, 0.7, 0.9])}
+    for ratio in (0.0, 0.3, 0.5, 0.7):  # without ties the tie-break changes nothing
+        for k in unique:
+            assert torch.equal(masks_from_scores(unique, ratio, on_empty="keep_min").masks[k],
+                               masks_from_scores(unique, ratio, on_empty="keep_min", tiebreak=tiebreak).masks[k])
+    layer = masks_from_scores(scores, 0.5, scope="layer", tiebreak=tiebreak)
+    assert layer.masks["a"].tolist() == [True, False, False, True]
+
+
+def test_constant_outputs_are_relu_beta_of_the_gates():
+    model = build_model("vgg_tiny", num_classes=10, in_channels=1)
+    bn = model.features[1]
+    with torch.no_grad():
+        bn.bias.copy_(torch.linspace(-1, 1, len(bn.bias)))
+    out = constant_outputs(model)["features.1"]
+    assert torch.equal(out, bn.bias.detach().clamp_min(0))

@@ -19,7 +19,7 @@ from ..models.base import PrunableModel
 from ..peer import torch_pruning_prune
 from ..pruning.compact import compact
 from ..pruning.io import model_from_payload, model_payload
-from ..pruning.masks import PruneResult, apply_masks, masks_from_scores
+from ..pruning.masks import PruneResult, apply_masks, constant_outputs, masks_from_scores
 from ..regularizers.base import Regularizer
 from ..regularizers.criteria import valley_threshold
 from ..tracking.record import RunRecord
@@ -220,7 +220,7 @@ class Runner:
             elif criterion == "valley":  # polarization: the valley of the score histogram
                 threshold = valley_threshold(scores)
             result = masks_from_scores(scores, phase.ratio, phase.scope, phase.min_channels, phase.on_empty,
-                                       threshold=threshold)
+                                       threshold=threshold, tiebreak=constant_outputs(model))
         apply_masks(model, result.masks)
         masked = self.evaluate(model)
         state.model = pruned if pruned is not None else compact(model, result.masks)
