@@ -7,15 +7,15 @@ import io
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import hydra
 from omegaconf import DictConfig
 
+from .compose import CONFIG_DIR
 from .config import register_schema
 from .errors import UserError
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def fail(message: str) -> None:
@@ -108,11 +108,12 @@ def available(missing: str, loader) -> str:
     return f"available {group} options: {', '.join(names)}"
 
 
-def execute(cfg: DictConfig) -> dict | None:
+def execute(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict | None:
     """Run one job; user errors print one line and exit non-zero (the run folder keeps its records).
 
-    In a multirun the error is printed and raised instead, so the launcher runs the other jobs and reports
-    every failed one at the end (``regprune.launchers``)."""
+    ``overrides`` name the run as a command line would, where Hydra did not compose ``cfg``. In a multirun the
+    error is printed and raised instead, so the launcher runs the other jobs and reports every failed one at the
+    end (``regprune.launchers``)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -120,7 +121,7 @@ def execute(cfg: DictConfig) -> dict | None:
 
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
     try:
-        metrics = run(cfg, list(hydra.overrides.task) if hydra else [])
+        metrics = run(cfg, list(hydra.overrides.task) if hydra else list(overrides))
         print(f"run folder: {metrics['run_dir']}", flush=True)
         return metrics
     except UserError as e:
@@ -137,3 +138,13 @@ def entry(hydra_main: Callable[[], None], config_name: str = "config") -> None:
         preflight(sys.argv[1:], config_name)
     register_schema()
     hydra_main()
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
+def _train(cfg: DictConfig) -> None:
+    execute(cfg)
+
+
+def train_main() -> None:
+    """``regprune-train`` and ``python train.py``: one run (or ``-m``, a sweep) of the composed config."""
+    entry(_train)
