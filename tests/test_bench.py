@@ -57,7 +57,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path):
     assert names == {p.stem for p in (ROOT / "configs" / "regularizer").glob("*.yaml")} - {"none"}
     for r in pen["regularizers"]:
         assert r["kind"] in ("gamma", "group", "weight", "gate") and positive(r["ms"]) and r["isolated_overhead"] >= 0
-        assert (r["kind"] == "gate") == (r["name"] in ("sss", "dmc", "gdp", "resrep"))
+        assert (r["kind"] == "gate") == (r["name"] in ("sss", "dmc", "gdp", "resrep", "bar", "scop", "gal"))
         assert r["kind"] != "weight" or r["class"] == "WeightLHalf"  # element-wise: no group-penalty goal
         assert math.isclose(r["overhead"], r["ms"] / pen["none_ms"] - 1, rel_tol=1e-6, abs_tol=1e-9)
 
