@@ -93,17 +93,18 @@ def relu_survival(rows: GateRows, eps: float = 0.0, margin: float = 0.0) -> Scor
 
 
 class ReluSurvival(Importance):
-    """P(N(β, γ²) > ε), the probability that a channel's BN output passes the ReLU (SCP's operation-aware score).
-    Invariant under a function-preserving rescaling of γ and β by the same α > 0."""
+    """P(N(β, γ²) > ε), the probability that a channel's BN output passes the ReLU (SCP's operation-aware score;
+    ``margin`` as in ``relu_survival``, which does not change the ranking). Invariant under a function-preserving
+    rescaling of γ and β by the same α > 0."""
 
     name = "relu_prob"
 
-    def __init__(self, eps: float = 0.0):
-        self.eps = float(eps)
+    def __init__(self, eps: float = 0.0, margin: float = 0.0):
+        self.eps, self.margin = float(eps), float(margin)
 
     @torch.no_grad()
     def __call__(self, model: PrunableModel) -> Scores:
-        return {k: v.float().cpu() for k, v in relu_survival(gate_rows(model), self.eps).items()}
+        return {k: v.float().cpu() for k, v in relu_survival(gate_rows(model), self.eps, self.margin).items()}
 
 
 @torch.no_grad()
