@@ -69,6 +69,10 @@ CASES = {
     "MCP saturating below lambda": (["regularizer=mcp", "regularizer.gamma_sat=1e-5"],
                                     "regularizer.gamma_sat=1e-05 must be > 1·lam"),
     "GReg on initial weights": (["regularizer=greg"], "add a plain training phase before it"),
+    "OTO half-space below 0": (["regularizer=oto", "regularizer.eps=-0.1"], "regularizer.eps=-0.1 is outside [0, 1)"),
+    "SCP temperature 0": (["regularizer=scp", "regularizer.temperature=0"], "regularizer.temperature=0 must be > 0"),
+    "RSNLI rescaling a ReLU6 model": (["regularizer=rsnli", "regularizer.rescale=0.5", "model=mobilenet_v2"],
+                                      "γ–W rescaling is not function-preserving on MobileNetV2"),
     "existing run folder": ([], "already exists; pass resume=auto"),
     "diverging training": (["optimizer.lr=1e30", "run.name=diverge"], "non-finite"),
 }
