@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint bench figures reproduce reproduce-mini clean
+.PHONY: setup demo test test-slow lint bench figures notebooks reproduce reproduce-mini clean clean-runs
 PAPER ?= all
 
 setup: $(STAMP)
@@ -39,6 +39,17 @@ reproduce-mini: setup  ## every penalty on digits/vgg_tiny on CPU -> results/min
 lint: setup
 	$(PY) -m ruff check src tests scripts train.py
 
-clean:
-	rm -rf runs outputs multirun .pytest_cache .ruff_cache
-	find . -name __pycache__ -prune -exec rm -rf {} +
+notebooks: setup  ## execute every notebook headless into build/notebooks/ (ignored by git)
+	mkdir -p build/notebooks
+	for nb in notebooks/*.py; do \
+	  $(VENV)/bin/jupytext --to ipynb --execute --output build/notebooks/$$(basename $$nb .py).ipynb $$nb || exit 1; \
+	done
+
+clean:  ## caches only; run folders (checkpoints included) stay: `make clean-runs` deletes them
+	rm -rf .pytest_cache .ruff_cache build
+	find . -path ./.venv -prune -o -name __pycache__ -prune -exec rm -rf {} +
+
+clean-runs:  ## delete every run folder (checkpoints included) after asking; CONFIRM=yes skips the question
+	@test "$(CONFIRM)" = yes || { printf 'delete runs/, outputs/ and multirun/ with every checkpoint? [y/N] '; \
+	  read answer; test "$$answer" = y || { echo 'nothing deleted'; exit 1; }; }
+	rm -rf runs outputs multirun

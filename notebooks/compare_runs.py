@@ -24,7 +24,9 @@
 import os
 from pathlib import Path
 
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "pyproject.toml").is_file())
+from regprune.analysis.notebook import read_table, repo_root
+
+ROOT = repo_root()
 RUNS = Path(os.environ.get("REGPRUNE_RUNS", ROOT / "runs"))
 TABLES = Path(os.environ.get("REGPRUNE_TABLES", ROOT / "results" / "tables"))
 REFERENCE = ROOT / "results" / "reference"
@@ -45,9 +47,9 @@ if len(runs):
     source = f"{len(runs)} run folders under {RUNS}"
     skipped = incomplete(runs)
 else:
-    summary = pd.read_csv(TABLES / "summary.csv")
-    vs_paper = pd.read_csv(TABLES / "vs_paper.csv")
-    skipped = pd.read_csv(TABLES / "incomplete.csv") if (TABLES / "incomplete.csv").is_file() else pd.DataFrame()
+    summary = read_table(TABLES, "summary.csv")
+    vs_paper = read_table(TABLES, "vs_paper.csv")
+    skipped = read_table(TABLES, "incomplete.csv") if (TABLES / "incomplete.csv").is_file() else pd.DataFrame()
     source = f"committed tables in {TABLES}"
 display(Markdown(f"**Source:** {source}; {len(summary)} configurations, {len(skipped)} run(s) not complete."))
 assert len(summary), "no complete runs to compare"

@@ -28,7 +28,9 @@
 import os
 from pathlib import Path
 
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "pyproject.toml").is_file())
+from regprune.analysis.notebook import read_table, repo_root
+
+ROOT = repo_root()
 RUNS = Path(os.environ.get("REGPRUNE_RUNS", ROOT / "runs"))
 TABLES = Path(os.environ.get("REGPRUNE_TABLES", ROOT / "results" / "tables"))
 THRESHOLD = 0.009  # Li, Hu et al. set |w| below this to zero before counting filter sparsity
@@ -45,7 +47,7 @@ from regprune.analysis.magnitudes import magnitude_stats  # noqa: E402
 SPARSITY = ["weight_sparsity", "weight_sparsity_thr", "filter_sparsity", "filter_sparsity_thr"]
 
 runs = complete(runs_frame(RUNS)) if RUNS.is_dir() else pd.DataFrame()
-mags = magnitude_frame(runs) if len(runs) else pd.read_csv(TABLES / "magnitude_hist.csv")
+mags = magnitude_frame(runs) if len(runs) else read_table(TABLES, "magnitude_hist.csv")
 display(Markdown(f"**Source:** {f'{len(runs)} complete runs under {RUNS}' if len(runs) else TABLES}; "
                  f"{mags.source.nunique()} trained models."))
 assert len(mags), "no magnitude histograms"

@@ -25,7 +25,9 @@
 import os
 from pathlib import Path
 
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "pyproject.toml").is_file())
+from regprune.analysis.notebook import read_table, repo_root
+
+ROOT = repo_root()
 RUNS = Path(os.environ.get("REGPRUNE_RUNS", ROOT / "runs"))
 TABLES = Path(os.environ.get("REGPRUNE_TABLES", ROOT / "results" / "tables"))
 SMALL = 1e-2  # |γ| below this counts as switched off
@@ -39,7 +41,7 @@ from regprune.analysis import histograms, plots  # noqa: E402
 from regprune.analysis.collect import complete, gamma_frame, runs_frame, trained_file  # noqa: E402
 
 runs = complete(runs_frame(RUNS)) if RUNS.is_dir() else pd.DataFrame()
-gamma = gamma_frame(runs) if len(runs) else pd.read_csv(TABLES / "gamma_hist.csv")
+gamma = gamma_frame(runs) if len(runs) else read_table(TABLES, "gamma_hist.csv")
 display(Markdown(f"**Source:** {f'{len(runs)} complete runs under {RUNS}' if len(runs) else TABLES}."))
 assert len(gamma), "no |γ| histograms"
 

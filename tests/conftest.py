@@ -59,13 +59,13 @@ def train_env(env: dict | None = None) -> dict:
 
 
 def train(args: list[str], cwd: Path | None = None, check: bool = True, env: dict | None = None,
-          timeout: int = 600, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """Run ``python [launcher] train.py args`` in a subprocess (a launcher script runs train.py itself, e.g.
-    tests/disk_faults.py); returns the completed process."""
-    proc = subprocess.run([sys.executable, *launcher, str(ROOT / "train.py"), *args], cwd=cwd or ROOT,
+          timeout: int = 600, launcher: tuple[str, ...] = (), script: str = "train.py") -> subprocess.CompletedProcess:
+    """Run ``python [launcher] train.py args`` (or another entry ``script``) in a subprocess (a launcher script runs
+    the entry itself, e.g. tests/disk_faults.py); returns the completed process."""
+    proc = subprocess.run([sys.executable, *launcher, str(ROOT / script), *args], cwd=cwd or ROOT,
                           capture_output=True, text=True, env=train_env(env), timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
 
 

@@ -75,6 +75,10 @@ CASES = {
                                       "γ–W rescaling is not function-preserving on MobileNetV2"),
     "existing run folder": ([], "already exists; pass resume=auto"),
     "diverging training": (["optimizer.lr=1e30", "run.name=diverge"], "non-finite"),
+    "lambda not a number": (["regularizer.lam=abc"], "regularizer.lam='abc': expected float, got str"),
+    "unknown top-level key": (["+sed=1"], "unknown top-level key(s) sed"),
+    "unknown nested preset": (["experiment=ns2017/c10_vgg19_p7"], "available experiment/ns2017 options: "
+                              "c100_densenet40_baseline"),
 }
 
 
@@ -97,7 +101,8 @@ def test_output_root_under_a_file(earlier, tmp_path):
     proc = train([*FAST, f"run.root={blocker}/runs"], check=False)
     (line,) = proc.stderr.strip().splitlines()
     assert proc.returncode == 2
-    assert line.startswith(f"error: cannot create run folder {blocker}/runs/default/vgg_tiny-digits-l1-ns-s0-")
+    assert line.startswith(f"error: cannot create run folder {blocker}/runs/default/vgg_tiny-digits-l1-ns-lr0.05-"
+                           "finetune.epochs1-prune.ratio0.5-train.epochs1-s0-")
     assert line.endswith(f": {blocker} is not a directory")
 
 

@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from regprune.cost import count_macs, count_params
 from regprune.models import MODELS, build_model
-from regprune.pruning import BNScale, Percentile, apply_masks, compact, select
+from regprune.pruning import BNScale, Percentile, apply_masks, select
 from regprune.pruning.io import model_from_payload, model_payload
-
-
-def random_masks(model, keep_prob: float, g: torch.Generator) -> dict[str, torch.Tensor]:
-    masks = {}
-    for grp in model.channel_groups():
-        n = model.widths[grp.width]
-        m = torch.rand(n, generator=g) < keep_prob
-        m[torch.randint(0, n, (1,), generator=g)] = True  # never empty
-        masks[grp.name] = m
-    return masks
-
-
-def randomise_bn(model, g: torch.Generator) -> None:
-    """Non-trivial BN statistics and affine parameters, so equality is not a coincidence."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.weight.data = torch.rand(m.weight.shape, generator=g, dtype=m.weight.dtype) + 0.5
-            m.bias.data = torch.randn(m.bias.shape, generator=g, dtype=m.bias.dtype) * 0.1
-            m.running_mean = torch.randn(m.running_mean.shape, generator=g, dtype=m.running_mean.dtype) * 0.1
-            m.running_var = torch.rand(m.running_var.shape, generator=g, dtype=m.running_var.dtype) + 0.5
-
-
-def check_equivalence(model, input_shape, keep_prob=0.5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    model = model.double().eval()
-    randomise_bn(model, g)
-    masks = random_masks(model, keep_prob, g)
-    apply_masks(model, masks)
-    small = compact(model, masks).eval()
-    x = torch.randn(4, *input_shape, generator=g, dtype=torch.float64)
-    with torch.no_grad():
-        torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-8)
-    return model, small, masks
+from regprune.pruning.verify import check_equivalence, random_masks  # noqa: F401 (test_models_zoo imports them here)
 
 
 @pytest.mark.parametrize("name", ["vgg_tiny", "vgg11"])
@@ -128,3 +98,14 @@ def test_every_registered_model_declares_consistent_groups():
         for g in model.channel_groups():
             for m in (*g.gates, *g.out, *g.inp, *g.select):
                 assert m in modules, f"{name}: group {g.name} names missing module {m}"
+
+
+def test_readme_guide_to_prune_your_own_architecture_runs():
+    """The README's 'Prune your own architecture' example passes the compaction-equivalence check."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Prune your own architecture", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    small, masks = namespace["small"], namespace["masks"]
+    assert small.widths == [int(m.sum()) for m in masks.values()] and small.widths != [16, 32]

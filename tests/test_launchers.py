@@ -20,7 +20,11 @@ def compose_with_hydra(overrides: list[str]):
 def test_slurm_launcher_composes_with_requeue():
     cfg = compose_with_hydra(["hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
     launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("SlurmLauncher")
+    from hydra.utils import get_class
+
+    # submitit's Slurm launcher with the sweep report (by name: Hydra's plugin scan may load modules twice)
+    assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in [
+        f"{c.__module__}.{c.__name__}" for c in get_class(launcher._target_).__mro__]
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.max_num_timeout > 0
     assert launcher.array_parallelism > 0 and launcher.timeout_min > 0 and launcher.mem_gb > 0
 
@@ -44,3 +48,18 @@ def test_imagenet_sweeps_go_to_slurm_with_several_gpus_per_job():
         assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
         assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (1, 8, 1)
         assert launcher.max_num_timeout > 0 and cfg.resume == "auto"
+
+
+def test_failed_local_job_is_one_line_naming_job_and_folder(tmp_path):
+    """A job that fails on the local launcher: its cause first, the job and its run folder, exit 2; the other
+    job completes, and the sweep says where both runs went."""
+    proc = train(["-m", "hydra/launcher=local", *FAST, "schedule.prune.ratio=0.3,0.99", f"run.root={tmp_path}"],
+                 check=False)
+    failed = next(p for p in (tmp_path / "default").iterdir() if "ratio0.99" in p.name)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[0] == (
+        "error: job #1 (schedule.prune.ratio=0.99) failed: pruning would leave 0 channel(s) in features.11 "
+        "(minimum 1); lower schedule.prune.ratio or set schedule.prune.on_empty=keep_min; "
+        f"run folder: {failed}")
+    assert f"[sweep] 2 runs in {tmp_path / 'default'}, 1 complete, 1 failed:" in proc.stdout
+    assert json.loads((failed / "metrics.json").read_text())["status"] == "failed"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -79,3 +81,39 @@ def test_notebook_runs_on_run_folders(name, min_images, kernel, monkeypatch):
 def test_notebook_runs_on_committed_tables_alone(name, kernel, monkeypatch, tmp_path):
     outputs = execute(ROOT / "notebooks" / f"{name}.py", kernel, str(tmp_path / "no-runs"), monkeypatch)
     assert kernel["tables"] in json.dumps(outputs) and images(outputs) >= 1
+
+
+def test_copied_notebook_finds_the_checkout_and_says_what_is_missing(kernel, monkeypatch, tmp_path):
+    """A notebook copied out of the repository still finds the checkout (no bare StopIteration), and with no runs
+    and no tables it says how to make them."""
+    copy = tmp_path / "elsewhere" / "compare_runs.py"
+    copy.parent.mkdir()
+    copy.write_text((ROOT / "notebooks" / "compare_runs.py").read_text())
+    monkeypatch.setenv("JUPYTER_PATH", kernel["jupyter_path"])
+    monkeypatch.setenv("REGPRUNE_RUNS", str(tmp_path / "no-runs"))
+    monkeypatch.setenv("REGPRUNE_TABLES", str(tmp_path / "no-tables"))
+    nb = jupytext.read(copy)
+    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=600,
+                                     resources={"metadata": {"path": str(copy.parent)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError) as e:
+        client.execute()
+    assert "FileNotFoundError" in str(e.value) and "StopIteration" not in str(e.value)
+    assert f"{tmp_path / 'no-tables' / 'summary.csv'} not found" in str(e.value)
+    assert "python scripts/collect.py runs/ --out" in str(e.value)
+
+
+def test_repo_root_outside_the_checkout(tmp_path, monkeypatch):
+    from regprune.analysis.notebook import repo_root
+
+    assert repo_root(tmp_path) == ROOT  # the checkout this package runs from
+    monkeypatch.setenv("REGPRUNE_ROOT", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=f"REGPRUNE_ROOT={tmp_path} is not a regprune checkout"):
+        repo_root()
+
+
+@pytest.mark.skipif(shutil.which("make") is None or shutil.which("git") is None, reason="no make or git")
+def test_make_notebooks_writes_into_an_ignored_folder():
+    commands = subprocess.run(["make", "-n", "notebooks"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "jupytext --to ipynb --execute --output build/notebooks/" in commands
+    for path in ("build/notebooks/compare_runs.ipynb", "notebooks/compare_runs.ipynb"):
+        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, path

@@ -34,10 +34,13 @@ def offline_run(run_dir: Path) -> dict:
 
 
 def test_three_job_multirun_gives_three_offline_runs_in_one_group(tmp_path):
-    train(["-m", *TINY, "schedule.finetune.epochs=0", "seed=0,1,2", "logger=wandb", "run.experiment=wbsweep",
-           f"run.root={tmp_path}"], cwd=tmp_path, env={"HOME": str(tmp_path)})
+    proc = train(["-m", *TINY, "schedule.finetune.epochs=0", "seed=0,1,2", "logger=wandb", "run.experiment=wbsweep",
+                  f"run.root={tmp_path}"], cwd=tmp_path, env={"HOME": str(tmp_path)})
     runs = sorted((tmp_path / "wbsweep").iterdir())
     assert len(runs) == 3
+    for run_dir in runs:  # each run says where its offline W&B run is and how to look at it without an account
+        (folder,) = (run_dir / "wandb").glob("offline-run-*")
+        assert f"W&B offline run: {folder}\n  look at it without an account: wandb leet {folder}\n" in proc.stdout
     assert not (tmp_path / "wandb").exists()  # W&B files stay in the run folders
     seen = []
     for run_dir in runs:
@@ -163,8 +166,8 @@ def test_online_without_credentials_falls_back_to_offline(tmp_path, monkeypatch,
 
 
 @pytest.mark.parametrize("bad, message", [
-    ("logger.mode=cloud", "logger.mode='cloud': choose from ['offline', 'online', 'disabled']"),
-    ("logger.histogram_bins=0", "logger.histogram_bins=0 must be in [1, 512]"),
+    ("logger.wandb.mode=cloud", "logger.wandb.mode='cloud': choose from ['offline', 'online', 'disabled']"),
+    ("logger.wandb.histogram_bins=0", "logger.wandb.histogram_bins=0 must be in [1, 512]"),
 ])
 def test_bad_logger_settings_are_one_line_errors(bad, message, tmp_path):
     proc = train([*TINY, "logger=wandb", bad, f"run.root={tmp_path}"], check=False)

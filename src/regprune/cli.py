@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import sys
@@ -54,38 +56,84 @@ def first_of_each_sweep(overrides: list[str]) -> list[str]:
     return out
 
 
-def preflight(argv: list[str]) -> None:
-    """Compose the config once before Hydra does, so a typo or bad value is one line, not a traceback."""
-    from hydra import compose, initialize_config_dir
+def preflight(argv: list[str], config_name: str = "config") -> None:
+    """Compose the config once before Hydra does, so a typo or bad value is one line, not a traceback.
 
-    if any(a.startswith(("--config", "-cn", "-cp", "-cd")) for a in argv):
-        return  # another primary config: leave composition to Hydra
-    overrides = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+    The command line is read with Hydra's own parser, so every Hydra flag keeps its meaning (``--cfg job``,
+    ``-p regularizer``, ``--info defaults``, ``-cn``/``-cp``/``-cd``); only the overrides are checked here.
+    """
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:  # --version, or a malformed flag: Hydra answers it as usual
+        return
+    if args.shell_completion or args.experimental_rerun or (args.config_path or "").startswith("pkg://"):
+        return
+    config_dir = CONFIG_DIR if args.config_path is None else CONFIG_DIR.parent / args.config_path
+    overrides = [o for o in args.overrides if not o.lstrip("+~").startswith("hydra")]
+    if args.config_dir is not None:
+        overrides.append(f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]")
+    compose_or_fail(config_dir, args.config_name or config_name, overrides)
+
+
+def compose_or_fail(config_dir: Path, config_name: str, overrides: list[str]) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import MissingConfigException
+
     register_schema()
     try:
         overrides = first_of_each_sweep(overrides)
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            compose("config", overrides=overrides)
+        with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+            try:
+                compose(config_name, overrides=overrides)
+            except MissingConfigException as e:
+                first = str(e).strip().splitlines()[0]
+                fail(f"{first}; {available(e.missing_cfg_file, GlobalHydra.instance().config_loader())}"
+                     if e.missing_cfg_file and "/" in e.missing_cfg_file else first)
     except Exception as e:
         fail(explain(e))
 
 
+def available(missing: str, loader) -> str:
+    """The presets next to a missing ``group/[sub/]option``: the options of the deepest group that exists,
+    with its sub-groups as ``sub/...`` (internal fragments, named ``_*``, left out)."""
+    parts = missing.split("/")
+    group = next("/".join(parts[:i]) for i in range(len(parts), 0, -1)
+                 if i == 1 or loader.get_group_options("/".join(parts[:i])) or loader.list_groups("/".join(parts[:i])))
+    names = [o for o in loader.get_group_options(group) if not o.startswith("_")]
+    names += [f"{g}/..." for g in sorted(loader.list_groups(group))]
+    return f"available {group} options: {', '.join(names)}"
+
+
 def execute(cfg: DictConfig) -> dict | None:
-    """Run one job; user errors print one line and exit non-zero (the run folder keeps its records)."""
+    """Run one job; user errors print one line and exit non-zero (the run folder keeps its records).
+
+    In a multirun the error is printed and raised instead, so the launcher runs the other jobs and reports
+    every failed one at the end (``regprune.launchers``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from .run import run
 
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
     try:
-        metrics = run(cfg)
+        metrics = run(cfg, list(hydra.overrides.task) if hydra else [])
         print(f"run folder: {metrics['run_dir']}", flush=True)
         return metrics
     except UserError as e:
+        if hydra is not None and hydra.mode == RunMode.MULTIRUN:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            raise
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted")
 
 
-def entry(hydra_main: Callable[[], None]) -> None:
+def entry(hydra_main: Callable[[], None], config_name: str = "config") -> None:
     if os.environ.get("REGPRUNE_NO_PREFLIGHT") != "1":
-        preflight(sys.argv[1:])
+        preflight(sys.argv[1:], config_name)
     register_schema()
     hydra_main()

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import random
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -27,18 +26,19 @@ from .engine.runner import Runner, RunState
 from .engine.schedule import Schedule
 from .errors import StorageError, UserError
 from .models.base import PrunableModel
-from .pruning.io import load_checkpoint, load_newest, model_from_payload
+from .pruning.io import load_newest
 from .regularizers.base import Regularizer
+from .run_id import label, named_overrides, run_id
+from .start_from import check_same_architecture, inherit_source, start_model
+from .tracking import ConsoleLogger, Loggers
 from .tracking.record import CHECKPOINT, RunRecord, provenance
-
-# keys that do not change a run's results, so changing them keeps its run id (and its folder)
-HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "checkpoint_keep", "callbacks",
-                "latency", "magnitude_every")
+from .typecheck import check_arguments
 
 
 def component(node: DictConfig, key: str, **kwargs):
-    """Instantiate a ``_target_`` node; a constructor's complaint becomes a one-line error naming ``key``."""
+    """Instantiate a ``_target_`` node; a wrong type or a constructor's complaint is a one-line error naming ``key``."""
     try:
+        check_node(OmegaConf.to_container(node, resolve=True), kwargs)
         return instantiate(node, **kwargs)
     except Exception as e:
         cause = e
@@ -53,21 +53,32 @@ def component(node: DictConfig, key: str, **kwargs):
         raise UserError(f"{where}{sep}{msg}") from None
 
 
+def check_node(values: dict, given: dict) -> None:
+    """Check a ``_target_`` node's values (and its nested ``_target_`` nodes') against the constructor's type hints."""
+    arguments = {k: v for k, v in values.items() if not k.startswith("_")}
+    for name, value in arguments.items():
+        if isinstance(value, dict) and "_target_" in value:
+            try:
+                check_node(value, {})
+            except ValueError as e:
+                raise ValueError(f"{name}.{e}" if re.match(r"^[\w.]+=", str(e)) else f"{name}: {e}") from None
+    nested = {k for k, v in arguments.items() if isinstance(v, dict) and "_target_" in v}
+    check_arguments(get_object(values["_target_"]), {**{k: v for k, v in arguments.items() if k not in nested},
+                                                      **given})
+
+
 def typed(cfg: DictConfig) -> RunConfig:
     """Check the typed top-level keys (types by OmegaConf, ranges by RunConfig.__post_init__)."""
+    unknown = sorted(k for k in cfg if k not in RunConfig.__dataclass_fields__)
+    if unknown:
+        raise UserError(f"unknown top-level key(s) {', '.join(unknown)} (a typo after '+'?); known: "
+                        f"{', '.join(sorted(RunConfig.__dataclass_fields__))}")
     try:
-        top = OmegaConf.masked_copy(cfg, [k for k in cfg if k in RunConfig.__dataclass_fields__])
+        top = OmegaConf.masked_copy(cfg, list(cfg))
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), top))
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", "") or ""
         raise UserError(f"{key}: {str(e).splitlines()[0]}" if key else str(e).splitlines()[0]) from None
-
-
-def config_hash(cfg: DictConfig, schedule: Schedule) -> str:
-    """A hash of what decides a run's results: no bookkeeping keys, no phase the schedule skips."""
-    plain = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in HASH_EXCLUDE}
-    plain["schedule"] = {k: v for k, v in plain["schedule"].items() if k not in schedule.skipped()}
-    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def seed_everything(seed: int) -> None:
@@ -82,35 +93,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device={name}: CUDA is not available on this machine")
     return torch.device(name)
-
-
-def start_model(source: str, configured: PrunableModel) -> tuple:
-    """The penalty-trained model and its train-phase metrics from an earlier run folder."""
-    src = Path(source)
-    payload = load_checkpoint(src / "trained.pt" if src.is_dir() else src)
-    check_same_architecture(payload, configured, src)
-    src_dir = src if src.is_dir() else src.parent
-    metrics_file = src_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    inherited = ("acc_trained", "val_acc_trained", "epochs_train", "epochs_total", "params_unpruned", "macs_unpruned",
-                 "flops_unpruned", "latency_ms_unpruned")
-    keep = {k: v for k, v in metrics.items() if k.startswith(inherited)}
-    keep["started_from"] = str(src_dir.resolve())
-    return model_from_payload(payload), keep
-
-
-def check_same_architecture(payload: dict, configured: PrunableModel, path: Path) -> None:
-    """A checkpoint must hold the configured architecture (any widths)."""
-    try:
-        spec = payload["spec"]
-        theirs = {k: v for k, v in spec["kwargs"].items() if k != "widths"}
-    except (KeyError, TypeError):
-        raise UserError(f"{path} is not a regprune checkpoint (no model spec)") from None
-    ours = configured.spec()
-    mine = {k: v for k, v in ours["kwargs"].items() if k != "widths"}
-    if spec["class"] != ours["class"] or theirs != mine:
-        raise UserError(f"{path} holds {spec['class'].rpartition('.')[2]}({theirs}), but the config asks for "
-                        f"{ours['class'].rpartition('.')[2]}({mine})")
 
 
 def check_compatible(regularizer: Regularizer, model: PrunableModel, schedule: Schedule) -> None:
@@ -142,7 +124,7 @@ class Parts:
     regularizer: Regularizer
     optimizer: OptimizerSpec
     schedule: Schedule
-    logger: object
+    logger: Loggers
     callbacks: Callbacks
     start: tuple[PrunableModel, dict] | None  # (trained model, its metrics) with schedule.start_from
 
@@ -152,7 +134,7 @@ def build_parts(cfg: DictConfig, settings: RunConfig, device: torch.device) -> P
     regularizer = component(cfg.regularizer, "regularizer")
     optimizer = component(cfg.optimizer, "optimizer")
     schedule = component(cfg.schedule, "schedule")
-    logger = component(cfg.logger, "logger")
+    logger = Loggers([ConsoleLogger(), *(component(node, f"logger.{name}") for name, node in cfg.logger.items())])
     callbacks = Callbacks(component(node, f"callbacks.{name}") for name, node in cfg.get("callbacks", {}).items())
     perf = accel(settings, device)
     data = dataset.loaders(device, settings.seed, perf.memory_format)
@@ -166,17 +148,22 @@ def run_name(cfg: DictConfig, dataset: DatasetSpec, regularizer: Regularizer, sc
     return typed(cfg).run.name or f"{cfg.model.name}-{dataset.name}-{regularizer.name}-{schedule.name}"
 
 
-def run_folder(cfg: DictConfig, name: str | None = None) -> Path:
-    """Where the run ``cfg`` describes keeps its records (without building its model or data)."""
+def run_folder(cfg: DictConfig, name: str | None = None, overrides: Sequence[str] = ()) -> Path:
+    """Where the run ``cfg`` (composed with the command-line ``overrides``) keeps its records, without building
+    its model or data. ``cfg`` is taken as given: pass it through ``inherit_source`` first, as ``run`` does."""
     settings = typed(cfg)
     dataset, regularizer, schedule = (component(cfg[k], k) for k in ("dataset", "regularizer", "schedule"))
     name = name or run_name(cfg, dataset, regularizer, schedule)
-    run_id = settings.run.id or f"{name}-s{settings.seed}-{config_hash(cfg, schedule)}"
-    return Path(settings.run.root) / settings.run.experiment / run_id
+    return Path(settings.run.root) / settings.run.experiment / (
+        settings.run.id or run_id(cfg, name, settings.seed, overrides, schedule.skipped()))
 
 
-def run(cfg: DictConfig) -> dict:
-    """Run (or resume, or skip if complete) the run ``cfg`` describes; return its metrics."""
+def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
+    """Run (or resume, or skip if complete) the run ``cfg`` describes; return its metrics.
+
+    ``overrides`` are the command line's (Hydra's task overrides): they name the run folder and are checked
+    against the source run of ``schedule.start_from``."""
+    cfg = inherit_source(cfg, overrides)
     settings = typed(cfg)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -184,7 +171,7 @@ def run(cfg: DictConfig) -> dict:
     device = resolve_device(settings.device)
     parts = build_parts(cfg, settings, device)
     name = run_name(cfg, parts.dataset, parts.regularizer, parts.schedule)
-    folder = run_folder(cfg, name)
+    folder = run_folder(cfg, name, overrides)
     record = RunRecord.open(folder.parent.parent, folder.parent.name, folder.name, settings.resume,
                             keep={CHECKPOINT: settings.checkpoint_keep})
     with record.lock(), record.discard_if_left_empty():
@@ -192,7 +179,9 @@ def run(cfg: DictConfig) -> dict:
         if previous.get("status") == "complete":
             print(f"run {record.path} is complete; nothing to do", file=sys.stderr)
             return previous
+        named, _ = named_overrides(cfg, overrides)
         base = {"run_id": folder.name, "run_dir": str(record.path), "experiment": settings.run.experiment, "name": name,
+                "label": label(name, named), "overrides": named,
                 "model": cfg.model.name, "dataset": parts.dataset.name, "regularizer": parts.regularizer.name,
                 "lam": parts.regularizer.lam, "schedule": parts.schedule.name, "seed": settings.seed,
                 "provenance": provenance(settings.seed, device)}

@@ -110,6 +110,15 @@ class DatasetSpec:
         return Loaders(train=train, val=val, test=test, num_classes=data.num_classes, input_shape=data.input_shape,
                        mean=data.mean, std=data.std)
 
+    def missing(self) -> str | None:
+        """Why the data is not on disk to load (None: it is, or it is bundled or generated)."""
+        return None
+
+    def sizes(self) -> tuple[int, int, tuple[int, ...]]:
+        """(training images, classes, input shape C×H×W) for estimates, without loading data that may be absent."""
+        data = self.load()
+        return len(data.train[1]), data.num_classes, data.input_shape
+
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (rest, held_out): ``fraction`` of every class held out, chosen by ``seed``."""

@@ -15,6 +15,8 @@ import torch
 from ..errors import UserError
 from .base import DatasetSpec, ImageData, default_root, split_validation
 
+TRAIN_IMAGES = 50_000  # CIFAR-10 and CIFAR-100 training sets (before a validation split)
+
 
 def without_md5(cls: type) -> type:
     """``cls`` with its files' MD5 sums removed: torchvision's integrity checks (``_check_integrity``
@@ -56,12 +58,20 @@ class CifarSpec(DatasetSpec):
     def folder(self) -> Path:
         return self.root / self.tv_class().base_folder
 
+    def missing(self) -> str | None:
+        if self.download or self.folder.is_dir():
+            return None
+        return (f"{self.title} not found in {self.folder}: set dataset.download=true, or point "
+                f"dataset.root (or $REGPRUNE_DATA) at the folder containing {self.folder.name}/")
+
+    def sizes(self) -> tuple[int, int, tuple[int, ...]]:
+        return round(TRAIN_IMAGES * (1 - self.val_fraction)), self.num_classes, (3, 32, 32)
+
     def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """One split as (uint8 [N, 3, 32, 32], int64 [N]); every failure is a one-line UserError."""
         cls = self.tv_class() if self.verify_checksums else without_md5(self.tv_class())
-        if not self.download and not self.folder.is_dir():
-            raise UserError(f"{self.title} not found in {self.folder}: set dataset.download=true, or point "
-                            f"dataset.root (or $REGPRUNE_DATA) at the folder containing {self.folder.name}/")
+        if self.missing():
+            raise UserError(self.missing())
         try:
             ds = cls(str(self.root), train=train, download=self.download)
         except urllib.error.URLError as e:

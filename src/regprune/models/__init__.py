@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from ..typecheck import check_arguments
 from .base import ChannelGroup, ChannelSelect, PrunableModel
 from .bottleneck_resnet import BottleneckResNet
 from .densenet import DenseNet
@@ -35,6 +36,7 @@ def build_model(name: str, num_classes: int, in_channels: int, **kwargs) -> Prun
     """Build a registered model; ``kwargs`` are the family's own options (widths, bn_init, ...)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    check_arguments(MODELS[name], kwargs)
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 

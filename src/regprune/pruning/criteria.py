@@ -1,5 +1,5 @@
 """Criteria: scores → which channels survive. A channel survives when its score is strictly above the
-criterion's threshold (Network Slimming's rule; docs/methods.md, "Pruning").
+criterion's threshold (Network Slimming's rule; docs/methods.md, Pruning criteria).
 
 ``percentile``  the ``ratio`` quantile of all scores (scope global, NS) or of each group's (scope layer);
 ``threshold``   a fixed value (zero detection with 0 after proximal steps, Li/Hu's 0.009);

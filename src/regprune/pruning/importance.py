@@ -53,7 +53,7 @@ class BNScale(Importance):
 
 
 class WeightNorm(Importance):
-    """A norm of the weights each channel owns (docs/methods.md, "Weight groups"): ``grouping`` filters (its
+    """A norm of the weights each channel owns (docs/methods.md, Group lasso (SSL)): ``grouping`` filters (its
     producers' dim-0 slices), channels (its consumers' dim-1 slices) or oic (both); ``norm`` l1 | l2 | max;
     ``bn`` adds the gate BN's γ and β of the channel to its group."""
 

@@ -1,6 +1,6 @@
 """Masks: which channels of each group survive, the guards every criterion shares, and masking.
 
-Guards (docs/methods.md, "Pruning"): a layer may lose at most ``max_layer_ratio`` of its channels in one
+Guards (docs/methods.md, Pruning criteria): a layer may lose at most ``max_layer_ratio`` of its channels in one
 pruning step (Network Slimming's multi-pass cap), and a layer left with fewer than ``min_channels`` is an
 error or is topped up with its best channels (``on_empty=keep_min``); the record says which layers a guard
 changed, so nothing is pruned less than asked without saying so.

@@ -1,6 +1,7 @@
 """Weights & Biases sink, offline-first: W&B files live in the run folder, nothing asks for a login.
 
-``logger=wandb`` writes ``<run_dir>/wandb/offline-run-*`` (sync later with ``wandb sync``);
+``logger=wandb`` writes ``<run_dir>/wandb/offline-run-*`` and prints its path at the end (view it without an
+account with ``wandb leet <path>``; upload later with ``wandb login`` then ``wandb sync <path>``);
 ``logger.mode=online`` streams to the server when credentials exist and falls back to offline
 otherwise. One W&B run per regprune run: the run id is the W&B id and ``resume="allow"``, so
 ``resume=auto`` continues the same W&B run. W&B is a mirror of the run folder: any W&B failure
@@ -155,8 +156,12 @@ class WandbLogger(NullLogger):
         self._call("summary", update)
 
     def finish(self, status: str) -> None:
+        folder = Path(self.run.dir).parent if self.run is not None and self.run.settings.mode == "offline" else None
         self._call("finish", lambda run: run.finish(exit_code=0 if status == "complete" else 1))
         self.run = None
+        if folder is not None:
+            print(f"W&B offline run: {folder}\n  look at it without an account: wandb leet {folder}\n"
+                  f"  upload it: wandb login, then wandb sync {folder}", flush=True)
 
 
 # -- reading offline runs back (tests, checks before `wandb sync`) -------------------------------------

@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ...cost import macs_at_widths
+from ...cost import macs_at_widths, model_cost
 from ...errors import UserError
 from ...models.base import PrunableModel
 from ...pruning import (
@@ -137,6 +137,11 @@ def record_pruning(runner: Runner, state: RunState, name: str, result: PruneResu
              **{k: metrics[k] for k in ("acc_pruned", "channels_pruned_ratio", "kept_channels")}})
     runner.logger.table("kept_channels", ["layer", "kept", "total"],
                         [[k, v, metrics["total_channels"][k]] for k, v in kept.items()])
+    summary = {"acc_pruned": metrics["acc_pruned"], "acc_pruned_masked": metrics["acc_pruned_masked"],
+               "kept_channels": sum(kept.values()), "total_channels": sum(total.values()),
+               **{k: state.metrics[k] for k in ("params_unpruned", "flops_unpruned") if k in state.metrics},
+               **model_cost(state.model, runner.data.input_shape, latency=False)}
+    runner.logger.log({f"prune/{k}": v for k, v in summary.items()}, step=state.step)
 
 
 def accuracies(key: str, evaluated: dict[str, float]) -> dict[str, float]:

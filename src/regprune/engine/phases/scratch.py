@@ -1,5 +1,5 @@
 """Scratch retraining: the pruned widths of a finished run, trained again from random initialisation
-(the control of Liu et al. 2019, "Rethinking the value of network pruning"; docs/methods.md, "Scratch")."""
+(the control of Liu et al. 2019, "Rethinking the value of network pruning"; docs/methods.md, Scratch retraining)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EagleEye's pruning search (Li et al., ECCV 2020; docs/methods.md, "EagleEye"): random layer-wise pruning
+"""EagleEye's pruning search (Li et al., ECCV 2020; docs/methods.md, EagleEye): random layer-wise pruning
 ratios at a FLOPs target, filters ranked by ℓ1 norm within each layer, BN statistics re-estimated on a few
 training batches (adaptive BN), each candidate scored on held-out data; the best one is kept (``acc_pruned_recal``;
 the median candidate's test accuracy after adaptive BN is recorded beside it, ``acc_search_median_recal``)."""

@@ -1,0 +1,1 @@
+"""regprune's Hydra launchers (Hydra loads launcher plugins from the ``hydra_plugins`` package only)."""
