@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_compaction import randomise_bn
 
 from regprune.models import build_model
 from regprune.pruning import IMPORTANCES, BNScale, ReluSurvival, Taylor, build_importance, scores_of
 from regprune.pruning.rescale import rescale_channels
+from regprune.pruning.verify import randomise_bn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

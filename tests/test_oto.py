@@ -9,11 +9,11 @@ import functools
 import pytest
 import torch
 import torch.nn.functional as F
-from test_compaction import randomise_bn
 
 from conftest import FAST_TRAIN, compose
 from regprune.models import MODELS, build_model
 from regprune.pruning import Threshold, ZeroInvariantGroups, ZeroInvariantNorm, compact, select
+from regprune.pruning.verify import randomise_bn
 from regprune.regularizers import HSPG
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,12 +9,12 @@ import json
 
 import pytest
 import torch
-from test_compaction import randomise_bn
 from test_oto import CASES, tiny
 
 from conftest import crash, train
 from regprune.models import build_model
 from regprune.pruning.rescale import rescale_channels
+from regprune.pruning.verify import randomise_bn
 from regprune.regularizers import CostWeightedL1
 from regprune.regularizers.rsnli import channel_memory
 from regprune.testing import CRASH_EXIT_CODE
