@@ -22,7 +22,7 @@ PAPERS = {
     "tang2023": ["tang2023_train", "tang2023"],
     "li2024": ["li2024_train", "li2024"],
     "survey": ["survey_train", "survey"],
-    "mini": ["mini_train", "mini"],
+    "mini": ["mini_train", "mini", "mini_oneshot"],
 }
 
 
