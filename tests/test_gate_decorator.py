@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import FAST_TRAIN, compose
+from conftest import FAST_TRAIN, compose, train
 from regprune.engine.optim import SGD
 from regprune.engine.phases import Repeat, Tick, Train
 from regprune.engine.phases.tick import train_gates_and_head
@@ -82,3 +82,14 @@ def test_repeat_refuses_too_few_passes_for_the_target():
     with pytest.raises(ValueError, match="times=4 is too few: phase tick needs 5 passes"):
         Repeat(4, {"tick": Tick(flops_target=0.5, flops_step=0.1), "tock": Train(epochs=1)})
     assert len(Repeat(5, {"tick": Tick(flops_target=0.5, flops_step=0.1)}).expand("pass")) == 5
+
+
+@pytest.mark.parametrize("override,message", [
+    ("schedule.pass.phases.tick.flops_target=1.0", "schedule.pass.phases.tick.flops_target=1.0 is outside (0, 1)"),
+    ("schedule.pass.phases.tick.data_share=0", "schedule.pass.phases.tick.data_share=0 is outside (0, 1]"),
+    ("schedule.pass.times=2", "schedule.pass.times=2 is too few: phase tick needs 5 passes")])
+def test_bad_settings_are_one_line_errors(tmp_path, override, message):
+    proc = train([*FAST_TRAIN, "schedule=gate_decorator", "regularizer=l1", f"run.root={tmp_path}", override],
+                 check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}", proc.stderr
+    assert not (tmp_path / "default").exists()
