@@ -65,6 +65,7 @@ def test_tick_tock_reaches_the_flops_target_within_2_percent_and_skips_later_pas
     assert len(ticks) <= needed and ticks == [f"pass{i}.tick" for i in range(1, len(ticks) + 1)]
     assert metrics["skipped_phases"] == [f"pass{i}.{p}" for i in range(len(ticks) + 1, 7) for p in ("tick", "tock")]
     assert metrics["prune_importance"] == "taylor" and metrics["acc_pruned"] == metrics["acc_pruned_masked"]
+    assert metrics["prune_ratio"] is None and 0 < metrics["tick_ratio"] < 1
     assert metrics["epochs_tock"] == 1 and "acc_finetuned_final" in metrics
 
 

@@ -71,8 +71,9 @@ class Tick(Phase):
         runner.train_batches.set_epoch(len(state.history))  # the batches the pass trained on
         result = pruner.select(state.model, importance, "percentile", runner.data.input_shape,
                                     islice(runner.train_batches, n))
-        labels = {"prune_ratio": result.ratio, "prune_criterion": "percentile", "prune_importance": importance.name,
-                  "prune_flops_target": self.flops_target, "tick_batches": n}
+        # no prune_ratio: the passes choose their own (tables give such a run one row, its ratio "–")
+        labels = {"prune_ratio": None, "tick_ratio": result.ratio, "prune_criterion": "percentile",
+                  "prune_importance": importance.name, "prune_flops_target": self.flops_target, "tick_batches": n}
         record_pruning(runner, state, name, result, labels)
 
 
