@@ -13,13 +13,15 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from .config import register_schema
+from .distributed import world_from_env
 from .errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    if world_from_env().main:  # across processes every rank stops with the error, rank 0 says it
+        print(f"error: {message}", file=sys.stderr)
     sys.exit(UserError.exit_code)
 
 
@@ -121,7 +123,8 @@ def execute(cfg: DictConfig) -> dict | None:
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
     try:
         metrics = run(cfg, list(hydra.overrides.task) if hydra else [])
-        print(f"run folder: {metrics['run_dir']}", flush=True)
+        if world_from_env().main:
+            print(f"run folder: {metrics['run_dir']}", flush=True)
         return metrics
     except UserError as e:
         if hydra is not None and hydra.mode == RunMode.MULTIRUN:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...cost import macs_at_widths, model_cost
+from ...distributed import on_main
 from ...errors import UserError
 from ...models.base import PrunableModel
 from ...pruning import (
@@ -73,7 +74,8 @@ class Prune(Phase):
         importance = reg.importance() if self.importance == "auto" else build_importance(self.importance)
         criterion = self.criterion if self.criterion != "auto" else reg.criterion
         reg.detach()
-        result = self.select(state.model, importance, criterion, runner.data.input_shape)
+        # across processes rank 0 decides and every rank compacts the same way
+        result = on_main(lambda: self.select(state.model, importance, criterion, runner.data.input_shape))
         labels = {"prune_ratio": self.ratio if result.ratio is None else result.ratio, "prune_criterion": criterion,
                   "prune_flops_target": self.flops_target, "prune_importance": importance.name}
         record_pruning(runner, state, name, result, labels, self.recal_batches)
