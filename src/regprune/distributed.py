@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -70,7 +71,16 @@ def start(backend: str, timeout_s: float, device: torch.device) -> World:
         backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, rank=world.rank, world_size=world.size, timeout=timedelta(seconds=timeout_s),
                             device_id=device if device.type == "cuda" else None)
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # (under Slurm, submitit handles SIGTERM: preemption and requeue)
+        signal.signal(signal.SIGTERM, stopped_by_launcher)
     return world
+
+
+def stopped_by_launcher(signum: int, frame) -> None:
+    """torchrun stops every rank with SIGTERM once one has failed: fail like a broken collective does (the run
+    records its failure and keeps its checkpoint) instead of dying mid-write."""
+    raise UserError(f"a process of this run stopped (this one received {signal.Signals(signum).name} from the "
+                    "launcher); resume=auto continues from the last checkpoint")
 
 
 def stop() -> None:
