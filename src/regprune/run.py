@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import random
 import re
@@ -214,8 +213,7 @@ def run_in_world(cfg: DictConfig, overrides: Sequence[str], settings: RunConfig,
                                                         settings.resume, keep={CHECKPOINT: settings.checkpoint_keep}))
     if not world.main:
         record = ReadOnlyRecord(record.path, record.keep)
-    with (record.lock() if world.main else contextlib.nullcontext()), \
-            (record.discard_if_left_empty() if world.main else contextlib.nullcontext()):
+    with record.lock(), record.discard_if_left_empty():
         previous = distributed.on_main(lambda: record.read_json("metrics.json") or {})
         if previous.get("status") == "complete":
             if world.main:

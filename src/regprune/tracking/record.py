@@ -257,8 +257,16 @@ def run_status(run_dir: Path, recorded: str | None) -> str:
 
 
 class ReadOnlyRecord(RunRecord):
-    """The run folder as the ranks other than 0 of a run across processes see it: rank 0 writes every file
-    (one folder, one checkpoint), the others only read."""
+    """The run folder as the ranks other than 0 of a run across processes see it: rank 0 locks it and writes
+    every file (one folder, one checkpoint), the others only read."""
+
+    @contextlib.contextmanager
+    def lock(self):
+        yield self
+
+    @contextlib.contextmanager
+    def discard_if_left_empty(self):
+        yield self
 
     def write_text(self, name: str, text: str) -> None:
         pass
