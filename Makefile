@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint bench figures notebooks reproduce reproduce-mini clean clean-runs
+.PHONY: setup demo test test-slow lint bench figures results notebooks reproduce reproduce-digits reproduce-mini clean clean-runs
 PAPER ?= all
 
 setup: $(STAMP)
@@ -27,14 +27,20 @@ test-slow: setup  ## long end-to-end checks
 bench: setup  ## speed ratios vs an NS-style reference loop -> results/bench/<device>.json
 	$(PY) scripts/bench.py
 
-figures: setup  ## regenerate results/figures from the committed CSVs in results/tables
+figures: setup  ## figures of your own collected tables: outputs/tables -> outputs/figures (git-ignored)
 	$(PY) scripts/make_figures.py
+
+results: setup  ## regenerate the committed figures in results/ from the committed tables next to them
+	$(PY) scripts/make_figures.py --committed
 
 reproduce: setup  ## paper sweeps on CIFAR (GPU expected); PAPER=ns2017|bui2020|tang2023|li2024|survey
 	$(PY) scripts/reproduce.py --paper $(PAPER) $(OVERRIDES)
 
-reproduce-mini: setup  ## every penalty on digits/vgg_tiny on CPU -> results/mini/
-	$(PY) scripts/reproduce.py --paper mini --tables results/mini --figures results/mini/figures
+reproduce-digits: setup  ## the digits benchmark on CPU: lambda calibrated on validation, 3 seeds -> results/digits/
+	$(PY) scripts/reproduce.py --paper digits --jobs 2 $(OVERRIDES)
+
+reproduce-mini: setup  ## smoke run of the digits pipeline (calibrated lambda, one seed) -> results/mini/
+	$(PY) scripts/reproduce.py --paper mini --jobs 2 $(OVERRIDES)
 
 lint: setup
 	$(PY) -m ruff check src tests scripts train.py

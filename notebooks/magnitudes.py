@@ -40,9 +40,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from regprune.analysis import histograms, plots  # noqa: E402
-from regprune.analysis.collect import complete, magnitude_frame, runs_frame, trained_file  # noqa: E402
+from regprune.analysis import histograms, labels, plots  # noqa: E402
+from regprune.analysis.collect import magnitude_frame, trained_file  # noqa: E402
 from regprune.analysis.magnitudes import magnitude_stats  # noqa: E402
+from regprune.analysis.runs import complete, runs_frame  # noqa: E402
 
 SPARSITY = ["weight_sparsity", "weight_sparsity_thr", "filter_sparsity", "filter_sparsity_thr"]
 
@@ -95,18 +96,19 @@ if not recorded:
 for r, lines in recorded[:6]:
     fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.6))
     picks = sorted({0, len(lines) // 2, len(lines) - 1})
+    shades = plots.plt.cm.viridis(np.linspace(0, 0.85, len(picks)))  # early -> late epochs
     for ax, kind in zip(axes, ("weight", "group"), strict=True):
         for j, i in enumerate(picks):
             line = lines[i]
             edges = histograms.log10_edges(line["edges"])
             h = line[kind]
             total = sum(h["counts"]) + h["zeros"] + h["under"] + h["over"]
-            ax.stairs(np.asarray(h["counts"]) / max(total, 1), edges, color=plots._color(j),
+            ax.stairs(np.asarray(h["counts"]) / max(total, 1), edges, color=shades[j],
                       label=f"{line['phase']} epoch {line['epoch']} (zeros {100 * h['zeros'] / max(total, 1):.1f}%)")
         ax.set_xlabel(f"log10 {'|w|' if kind == 'weight' else '‖w_g‖₂'}")
         ax.set_ylabel("share per bin")
         ax.legend(loc="upper left")
-    fig.suptitle(f"{r.run}: {plots.method_label(r.regularizer, r.lam)}")
+    fig.suptitle(f"{r.run}: {labels.with_lam(r.regularizer, r.lam)}")
     fig.tight_layout()
     display(fig)
     plots.plt.close(fig)

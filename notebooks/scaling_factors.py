@@ -37,8 +37,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from regprune.analysis import histograms, plots  # noqa: E402
-from regprune.analysis.collect import complete, gamma_frame, runs_frame, trained_file  # noqa: E402
+from regprune.analysis import histograms, labels, plots  # noqa: E402
+from regprune.analysis.collect import gamma_frame, trained_file  # noqa: E402
+from regprune.analysis.runs import complete, runs_frame  # noqa: E402
 
 runs = complete(runs_frame(RUNS)) if RUNS.is_dir() else pd.DataFrame()
 gamma = gamma_frame(runs) if len(runs) else read_table(TABLES, "gamma_hist.csv")
@@ -69,20 +70,22 @@ for (model, dataset, reg, lam, seed), (path, _) in models.items():
     net = histograms.load_model(path)
     for layer, bn in net.gate_modules().items():
         g = bn.weight.detach().abs().numpy()
-        per_layer.append({"model": model, "dataset": dataset, "penalty": plots.method_label(reg, lam), "seed": seed,
+        per_layer.append({"model": model, "dataset": dataset, "penalty": labels.with_lam(reg, lam), "seed": seed,
+                          "method": reg,
                           "layer": layer, "median |γ|": float(np.median(g)), "max |γ|": float(g.max()),
                           f"share |γ| < {SMALL:g} (%)": 100.0 * float((g < SMALL).mean()), "channels": g.size})
 per_layer = pd.DataFrame(per_layer)
 if len(per_layer):
     for (model, dataset), part in per_layer.groupby(["model", "dataset"]):
         fig, ax = plots.plt.subplots(figsize=(7, 3.8))
-        for i, (label, line) in enumerate(part.groupby("penalty", sort=True)):
+        for label, line in part.groupby("penalty", sort=True):
             mean = line.groupby("layer", sort=False)["median |γ|"].mean()
-            ax.plot(range(len(mean)), mean.values, marker="o", color=plots._color(i), label=label)
+            ax.plot(range(len(mean)), mean.values, label=label, **labels.style(line.method.iloc[0]))
         ax.set_xticks(range(len(mean)), mean.index, rotation=60, ha="right", fontsize=7)
         ax.set_yscale("log")
         ax.set_ylabel("median |γ| of the layer (mean over seeds)")
-        ax.set_title(f"Scaling factors per layer after training — {plots.title(model, dataset)}")
+        ax.set_xlabel("prunable layer (gate BatchNorm)")
+        ax.set_title(f"Scaling factors per layer after training — {labels.title(model, dataset)}")
         ax.legend()
         fig.tight_layout()
         display(fig)
@@ -102,7 +105,7 @@ if len(runs) and "prune_ratio" in runs:
     rows = []
     for _, r in runs[runs.prune_ratio.notna()].iterrows():
         m = json.loads((Path(r.path) / "metrics.json").read_text())
-        rows.append({"run": r.run, "penalty": plots.method_label(r.regularizer, r.lam), "ratio": r.prune_ratio,
+        rows.append({"run": r.run, "penalty": labels.with_lam(r.regularizer, r.lam), "ratio": r.prune_ratio,
                      "threshold |γ|": m.get("prune_threshold"), "channels pruned (%)":
                      100 * m.get("channels_pruned_ratio", float("nan")),
                      "acc just pruned": m.get("acc_pruned"), "acc final": m.get("acc_finetuned_final")})

@@ -1,8 +1,11 @@
-"""Regenerate the figures from collected tables: `python scripts/make_figures.py` (results/tables -> results/figures).
+"""Figures from collected tables: `python scripts/make_figures.py` (outputs/tables -> outputs/figures, both
+ignored by git).
 
-Per model × dataset, PNG + PDF: acc_vs_flops (one line per regularizer, paper points where known),
-acc_vs_ratio (before / after fine-tuning), gamma_hist (|gamma| after training), kept_channels (per layer),
-magnitudes (weight and group magnitude distributions). Reads only the CSVs, never run folders.
+Per model × dataset, PNG + PDF: acc_vs_flops (final accuracy against FLOPs, one line per method), acc_vs_ratio
+(right after pruning, with adaptive BN, fine-tuned), gamma_hist (|gamma| after training), kept_channels (per
+layer), magnitudes (weight and group magnitude distributions). Reads only the CSVs, never run folders.
+`--committed` regenerates every committed figure folder from the committed tables next to it: results/<name>/
+-> results/<name>/figures/, results/tables[/<paper>]/ -> results/figures[/<paper>]/.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ def read(tables: Path, name: str) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     frame = pd.read_csv(path)
+    if "setting_label" in frame:  # an empty label reads back as NaN
+        frame["setting_label"] = frame.setting_label.astype(object).fillna("")
     return frame if len(frame) else None
 
 
@@ -53,13 +58,32 @@ def make_figures(tables: Path, out: Path) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
+def committed(results: Path) -> list[tuple[Path, Path]]:
+    """(tables, figures) folder pairs of the committed results."""
+    pairs = []
+    for summary in sorted(results.rglob("summary.csv")):
+        tables = summary.parent
+        rel = tables.relative_to(results)
+        figures = results / "figures" / Path(*rel.parts[1:]) if rel.parts[0] == "tables" else tables / "figures"
+        pairs.append((tables, figures))
+    return pairs
+
+
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", type=Path, default=ROOT / "results" / "tables")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "figures")
-    args = parser.parse_args(argv)
-    written = make_figures(args.tables, args.out)
-    print(f"{len(written)} files in {args.out}")
+    parser.add_argument("--tables", type=Path, default=ROOT / "outputs" / "tables")
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "figures")
+    parser.add_argument("--committed", action="store_true",
+                        help="regenerate the committed figures in results/ from the committed tables")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments().parse_args(argv)
+    pairs = committed(ROOT / "results") if args.committed else [(args.tables, args.out)]
+    for tables, out in pairs:
+        written = make_figures(tables, out)
+        print(f"{len(written)} files in {out}")
     return 0
 
 

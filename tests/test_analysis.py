@@ -15,9 +15,12 @@ import pytest
 
 from conftest import ROOT
 from regprune.analysis import histograms
-from regprune.analysis.collect import collect, runs_frame, setting_hash, summarize
+from regprune.analysis.collect import collect
 from regprune.analysis.magnitudes import WEIGHT_TYPES
 from regprune.analysis.reference import compare, headline, load_references
+from regprune.analysis.runs import runs_frame
+from regprune.analysis.settings import effective_config, setting_hash
+from regprune.analysis.summary import summarize
 
 REFERENCE = ROOT / "results" / "reference"
 VGG_TINY_CHANNELS = 32 + 32 + 64 + 64 + 128 + 128
@@ -34,41 +37,166 @@ def metrics_of(root: Path) -> dict[str, dict]:
     return {str(p.parent.relative_to(root)): json.loads(p.read_text()) for p in root.rglob("metrics.json")}
 
 
+def pruned(metrics: dict, regularizer: str, ratio: float, trained_seed: int, seed: int) -> dict:
+    """The metrics of the run pruning ``<regularizer>-trained-s<trained_seed>`` at ``ratio`` with ``seed``."""
+    (m,) = [m for m in metrics.values() if m["status"] == "complete" and m["regularizer"] == regularizer
+            and m.get("prune_ratio") == ratio and m["seed"] == seed
+            and m["started_from"].endswith(f"{regularizer}-trained-s{trained_seed}")]
+    return m
+
+
+def half_width(values: list[float]) -> float:
+    """95% t half-width by hand: t(n − 1) · s / √n; t(1) = 12.706205 from the printed table."""
+    assert len(values) == 2
+    return 12.706205 * statistics.stdev(values) / math.sqrt(2)
+
+
 def test_runs_frame_lists_every_run_and_its_status(tiny_runs):
     runs = runs_frame(tiny_runs)
-    assert len(runs) == 6
-    assert sorted(runs.status) == ["complete"] * 5 + ["failed"]
+    assert len(runs) == 13
+    assert sorted(runs.status) == ["complete"] * 12 + ["failed"]
     failed = runs[runs.status == "failed"].iloc[0]
     assert failed.run.startswith("fx/doomed-s0-") and "pruning would leave 0 channel" in failed.reason
-    pruned = runs[runs.schedule == "ns"]
-    assert pruned.setting[pruned.status == "complete"].nunique() == 1  # ratio, seed, start_from not in the hash
+    l1 = runs[(runs.schedule == "ns") & (runs.regularizer == "l1") & (runs.status == "complete")]
+    # ratio, seed and start_from are not in the hash, nor the ignored schedule.train.epochs=160 of the 60% run
+    assert len(l1) == 4 and l1.setting.nunique() == 1
+    assert list(l1.train_epochs) == [1] * 4  # the epochs the source run trained (its history.csv), not 160
+    second = l1[(l1.seed == 1) & l1.started_from.str.endswith("l1-trained-s0")].iloc[0]
+    assert second.train_seed == 0  # its model is the one trained with seed 0
 
 
-def test_summary_averages_seeds_and_joins_the_baseline(tiny_runs, tables):
+def test_summary_counts_one_replicate_per_trained_model(tiny_runs, tables):
     summary = pd.read_csv(tables / "summary.csv")
     metrics = metrics_of(tiny_runs)
-    ratio = [m for m in metrics.values() if m["status"] == "complete" and m.get("prune_ratio") == 0.3]
-    assert sorted(m["seed"] for m in ratio) == [0, 1]
-    row = summary[summary.prune_ratio == 0.3].iloc[0]
-    accs = [m["acc_finetuned_final"] for m in ratio]
-    assert row.n_seeds == 2 and row.acc_final_mean == pytest.approx(statistics.mean(accs))
+    kept = [pruned(metrics, "l1", 0.3, s, s) for s in (0, 1)]
+    row = summary[(summary.regularizer == "l1") & (summary.prune_ratio == 0.3)].iloc[0]
+    assert row.n == 2 and row.seeds == "0 1" and row.acc_finetuned_final_n == 2
+    accs = [m["acc_finetuned_final"] for m in kept]
+    assert row.acc_final_mean == pytest.approx(statistics.mean(accs))
     assert row.acc_final_std == pytest.approx(statistics.stdev(accs))
-    assert row.acc_pruned_mean == pytest.approx(statistics.mean(m["acc_pruned"] for m in ratio))
-    assert row.flops_mean == pytest.approx(statistics.mean(m["flops"] for m in ratio))
-    assert row.flops_reduction_mean == pytest.approx(statistics.mean(m["flops_reduction"] for m in ratio))
-    (base,) = [m for m in metrics.values() if m["regularizer"] == "none"]
-    assert row.baseline_acc == pytest.approx(base["acc_trained_final"])
-    assert row.acc_drop == pytest.approx(base["acc_trained_final"] - row.acc_final_mean)
-    assert math.isnan(row.paper_acc)  # digits has no paper row
-    # one row per regularizer × λ × ratio (+ the penalty-trained model and the baseline), failed run left out
-    assert len(summary) == 4 and sorted(summary.prune_ratio.fillna(0)) == [0, 0, 0.3, 0.6]
-    trained = summary[(summary.regularizer == "l1") & (summary.schedule == "train")].iloc[0]
-    assert trained.acc_final_mean == pytest.approx(metrics["fx/l1-trained-s0"]["acc_trained_final"])
-    md = (tables / "summary.md").read_text()
-    assert "| vgg_tiny | digits | l1 | 0.001 | 0.3 | 2 |" in md and "Not included (1 runs not complete)" in md
-    incomplete = pd.read_csv(tables / "incomplete.csv")
-    assert list(incomplete.status) == ["failed"]
+    assert row.acc_final_ci == pytest.approx(half_width(accs), rel=1e-6)
+    assert row.acc_pruned_mean == pytest.approx(statistics.mean(m["acc_pruned"] for m in kept))
+    assert row.flops_mean == pytest.approx(statistics.mean(m["flops"] for m in kept))
+    assert row.pruned_masked_gap_max == 0  # masked and compacted models agree
+    (dup,) = pd.read_csv(tables / "duplicates.csv").itertuples()
+    second = pruned(metrics, "l1", 0.3, 0, 1)
+    assert (dup.train_seed, dup.seed) == (0, 1) and dup.run.endswith(second["run_id"])
+    assert dup.duplicate_of.endswith(kept[0]["run_id"])
+    assert dup.acc_final_diff == pytest.approx(second["acc_finetuned_final"] - kept[0]["acc_finetuned_final"])
+    sixty = summary[summary.prune_ratio == 0.6].iloc[0]
+    assert sixty.n == 1 and math.isnan(sixty.acc_final_ci)  # one seed: no interval
+    # a row per method × λ × ratio (+ the penalty-trained models and the baseline), failed run left out
+    assert len(summary) == 6 and sorted(summary.prune_ratio.fillna(0)) == [0, 0, 0, 0.3, 0.3, 0.6]
+    assert list(summary.method[:2]) == ["no penalty (baseline)", "ℓ1 (NS)"] and set(summary.setting_label.fillna(
+        "")) == {""}
+    assert summary.paper_acc.isna().all()  # digits has no paper row
+    assert list(pd.read_csv(tables / "incomplete.csv").status) == ["failed"]
 
+
+def test_paired_comparisons_with_l1_and_with_the_baseline(tiny_runs, tables):
+    summary = pd.read_csv(tables / "summary.csv")
+    metrics = metrics_of(tiny_runs)
+    row = summary[(summary.regularizer == "tl1") & (summary.prune_ratio == 0.3)].iloc[0]
+    tl1 = [pruned(metrics, "tl1", 0.3, s, s) for s in (0, 1)]
+    l1 = [pruned(metrics, "l1", 0.3, s, s) for s in (0, 1)]
+    for metric, key in (("acc_pruned", "acc_pruned"), ("acc_final", "acc_finetuned_final")):
+        d = [a[key] - b[key] for a, b in zip(tl1, l1, strict=True)]
+        assert row[f"ref_{metric}_n"] == 2 and row[f"ref_{metric}_diff"] == pytest.approx(statistics.mean(d))
+        assert row[f"ref_{metric}_ci"] == pytest.approx(half_width(d), rel=1e-6, abs=1e-9)
+        assert row[f"ref_{metric}_sig"] == (abs(statistics.mean(d)) > half_width(d))
+    assert row.reference == "l1" and row.ref_lam == pytest.approx(1e-3)
+    assert summary[summary.regularizer == "l1"].ref_setting.isna().all()  # no pairing with itself
+    base = {m["seed"]: m["acc_trained_final"] for m in metrics.values() if m["regularizer"] == "none"}
+    drop = [base[m["seed"]] - m["acc_finetuned_final"] for m in tl1]
+    assert row.drop_n == 2 and row.drop_diff == pytest.approx(statistics.mean(drop))
+    assert row.baseline_acc == pytest.approx(statistics.mean(base.values())) and row.baseline_n == 2
+
+
+def test_summary_markdown_states_n_intervals_and_what_was_left_out(tables):
+    md = (tables / "summary.md").read_text()
+    assert "95% Student-t interval over n training seeds" in md and "n = 1: the single value, no interval" in md
+    assert "| ℓ1 (NS) | 0.001 | 30% | 2 | " in md and "| ℓ1 (NS) | 0.001 | 60% | 1 | " in md
+    accuracy = md.split("### Accuracy (%)")[1].split("###")[0]
+    header = accuracy.strip().splitlines()[0]
+    assert header.startswith("| method | λ | ratio | n | trained | right after pruning | masked − compacted (max) |")
+    assert "setting" not in header  # every method has one setting here: no column for it
+    assert "### Paired with ℓ1 (NS)" in md and "* = the interval excludes 0" in md
+    assert "## Runs not averaged (1)" in md and "training seed 0" in md
+    assert "Not included (1 runs not complete)" in md and "runs were recorded from a" in md
+    assert "latency" not in md.split("###")[-1]  # machine-dependent figures are in machine/timing.md
+
+
+def test_machine_dependent_figures_are_kept_apart(tiny_runs, tables):
+    machine_cols = {"latency_ms", "latency_ms_unpruned", "wall_time_s", "git_commit", "device_name", "host"}
+    for name in ("runs", "summary", "duplicates", "kept_channels"):
+        columns = set(pd.read_csv(tables / f"{name}.csv").columns)
+        assert not {c for c in columns if any(c.startswith(m) for m in machine_cols)}, name
+    runs = pd.read_csv(tables / "runs.csv")
+    assert set(runs.device) == {"cpu"} and runs.threads.notna().all()  # these can change results: kept
+    provenance = pd.read_csv(tables / "machine" / "provenance.csv")
+    assert sorted(provenance.run) == sorted(runs.run) and provenance.git_commit.notna().all()
+    timing = pd.read_csv(tables / "machine" / "timing.csv")
+    with_latency = timing[timing.latency_ms_n > 0]
+    assert set(with_latency.prune_ratio.dropna()) == {0.3, 0.6}  # pruned runs measure latency, trained ones not
+    assert (with_latency.latency_ms_median > 0).all()
+    assert "Latency and wall time (machine-dependent)" in (tables / "machine" / "timing.md").read_text()
+
+
+def test_settings_of_one_method_are_labelled_by_what_differs(tiny_runs, tmp_path):
+    """Two settings of one method (here: another learning rate) are two rows, each labelled by the key that
+    differs, never merged; the labels reach the Markdown."""
+    for seed in (0, 1):
+        copy = tmp_path / "fx" / f"l1-lr-trained-s{seed}"
+        shutil.copytree(tiny_runs / "fx" / f"l1-trained-s{seed}", copy)
+        config = copy / "config.yaml"
+        config.write_text(config.read_text().replace("lr: 0.05", "lr: 0.1", 1))
+    out = tmp_path / "tables"
+    summary = collect([tiny_runs, tmp_path / "fx"], out, None, histograms=False)["summary"]
+    trained = summary[(summary.regularizer == "l1") & (summary.schedule == "train")]
+    assert sorted(trained.setting_label) == ["optimizer.lr=0.05", "optimizer.lr=0.1"] and set(trained.n) == {2}
+    assert "| ℓ1 (NS) | 0.001 | optimizer.lr=0.1 | – | 2 |" in (out / "summary.md").read_text()
+
+
+def test_setting_hash_ignores_what_does_not_change_results():
+    cfg = {"seed": 0, "run": {"id": "a"}, "model": {"name": "vgg19"}, "regularizer": {"lam": 1e-4},
+           "schedule": {"train": {"epochs": 160}, "prune": {"ratio": 0.7}, "start_from": "runs/x-s0"},
+           "dataset": {"root": "/data", "eval_batch_size": 1000}}
+    same = {**cfg, "seed": 1, "run": {"id": "b"}, "regularizer": {"lam": 1e-5}, "threads": 2,
+            "dataset": {"root": "/other", "eval_batch_size": 500},
+            "schedule": {"train": {"epochs": 160}, "prune": {"ratio": 0.5}, "start_from": "runs/x-s1"}}
+    longer = {**cfg, "schedule": {**cfg["schedule"], "train": {"epochs": 80}}}
+    h = lambda c, source=None: setting_hash(effective_config(c, source))  # noqa: E731
+    assert h(cfg) == h(same) != h(longer)
+    # a run that starts from a trained model did not train: the source's training section counts, not its own
+    source = {"schedule": {"train": {"epochs": 80}}}
+    assert h(cfg, source) == h(longer, source) == h(longer) != h(cfg)
+    # phases after stop_after did not run (the first stage of a two-stage sweep): their settings do not count
+    stage = {"schedule": {"name": "ns", "stop_after": "train", "train": {"epochs": 80}, "prune": {"ratio": 0.7},
+                          "finetune": {"epochs": 160}}}
+    other = {"schedule": {**stage["schedule"], "finetune": {"epochs": 20}}}
+    assert h(stage) == h(other) == h({"schedule": {"name": "ns", "train": {"epochs": 80}}})
+    assert h(stage) != h({"schedule": {**other["schedule"], "stop_after": "prune"}})
+
+
+def test_scratch_control_is_a_column_of_the_run_it_controls(tiny_runs, tmp_path):
+    metrics = metrics_of(tiny_runs)
+    target = pruned(metrics, "l1", 0.3, 0, 0)
+    source = Path(target["run_dir"])
+    for name, of, acc in (("scratch-a", target["run_id"], 55.5), ("scratch-b", "no-such-run", 60.0)):
+        copy = tmp_path / "fx" / name
+        shutil.copytree(source, copy)
+        m = json.loads((copy / "metrics.json").read_text())
+        m.update(run_id=name, scratch_of=of, acc_finetuned_final=acc)
+        (copy / "metrics.json").write_text(json.dumps(m))
+    out = tmp_path / "tables"
+    summary = collect([tiny_runs, tmp_path], out, None, histograms=False)["summary"]
+    row = summary[(summary.regularizer == "l1") & (summary.prune_ratio == 0.3)].iloc[0]
+    assert row.acc_scratch_n == 1 and row.acc_scratch_mean == 55.5 and row.n == 2  # controls are no replicates
+    assert len(summary) == 6  # no row of their own
+    md = (out / "summary.md").read_text()
+    header = md.split("### Accuracy (%)")[1].strip().splitlines()[0]
+    assert "| fine-tuned | scratch |" in header and "55.50 (n=1)" in md
+    assert "scratch control of `no-such-run`, which is not among the collected runs" in md
 
 def test_kept_channels_and_histograms_match_the_models(tiny_runs, tables):
     metrics = metrics_of(tiny_runs)
@@ -88,6 +216,9 @@ def test_kept_channels_and_histograms_match_the_models(tiny_runs, tables):
             else VGG_TINY_CHANNELS
         assert n == want, (run, stage)
     assert set(gamma.stage) == {"trained", "final"} and set(gamma.bn_init) == {0.5}  # configs/model/vgg_tiny.yaml
+    for (run, stage), part in gamma.groupby(["run", "stage"]):  # exact zeros, counted per model
+        model = tiny_runs / run / ("trained.pt" if stage == "trained" else "model.pt")
+        assert part.zeros.iloc[0] == int((histograms.gate_gammas(histograms.load_model(model)) == 0).sum())
     model = histograms.load_model(tiny_runs / "fx" / "l1-trained-s0" / "trained.pt")
     mags = pd.read_csv(tables / "magnitude_hist.csv")
     part = mags[mags.run == "fx/l1-trained-s0"]
@@ -102,9 +233,9 @@ def test_kept_channels_and_histograms_match_the_models(tiny_runs, tables):
 def test_magnitudes_come_from_the_jsonl_record_or_the_trained_model(tiny_runs, tables, tmp_path):
     mags = pd.read_csv(tables / "magnitude_hist.csv")
     sources = mags.groupby("run").source.first().to_dict()
-    (base,) = [r for r in sources if "none" in r]
-    assert sources == {"fx/l1-trained-s0": "fx/l1-trained-s0/magnitudes.jsonl@epoch1",  # magnitude_every=1
-                       base: f"{base}/trained.pt"}  # no record: computed from the model
+    assert sources.pop("fx/l1-trained-s0") == "fx/l1-trained-s0/magnitudes.jsonl@epoch1"  # magnitude_every=1
+    assert len(sources) == 5 and all(source == f"{run}/trained.pt" for run, source in sources.items())  # no record
+
     # the record of the last epoch describes the same weights as trained.pt
     model = histograms.load_model(tiny_runs / "fx" / "l1-trained-s0" / "trained.pt")
     want = histograms.model_magnitudes(model)
@@ -120,16 +251,6 @@ def test_magnitudes_come_from_the_jsonl_record_or_the_trained_model(tiny_runs, t
     assert [line["epoch"] for line in histograms.read_magnitudes_jsonl(run / "magnitudes.jsonl")] == [1]
     again = collect([tmp_path], tmp_path / "out", None)["magnitude_hist"]
     assert set(again.source) == {"fx/l1-trained-s0/magnitudes.jsonl@epoch1"}
-
-
-def test_setting_hash_ignores_seed_lambda_ratio_and_paths_only():
-    cfg = {"seed": 0, "run": {"id": "a"}, "model": {"name": "vgg19"}, "regularizer": {"lam": 1e-4},
-           "schedule": {"train": {"epochs": 160}, "prune": {"ratio": 0.7}, "start_from": "runs/x-s0"},
-           "dataset": {"root": "/data"}}
-    same = {**cfg, "seed": 1, "run": {"id": "b"}, "regularizer": {"lam": 1e-5}, "dataset": {"root": "/other"},
-            "schedule": {"train": {"epochs": 160}, "prune": {"ratio": 0.5}, "start_from": "runs/x-s1"}}
-    longer = {**cfg, "schedule": {**cfg["schedule"], "train": {"epochs": 80}}}
-    assert setting_hash(cfg) == setting_hash(same) != setting_hash(longer)
 
 
 def test_reference_tables_are_transcribed():
@@ -170,7 +291,7 @@ def test_imagenet_resnet50_references_name_their_source():
 
 def _summary_row(**kw) -> dict:
     row = {"model": "vgg19", "dataset": "cifar10", "regularizer": "l1", "lam": 1e-4, "schedule": "ns",
-           "prune_ratio": 0.7, "setting": "s", "n_seeds": 3, "acc_final_mean": 93.5, "acc_final_std": 0.2,
+           "prune_ratio": 0.7, "setting": "s", "n": 3, "acc_final_mean": 93.5, "acc_final_ci": 0.5,
            "acc_pruned_mean": 30.0, "flops_mean": 3.9e8, "params_mean": 2.3e6, "macs_unpruned_mean": 3.98e8,
            "baseline_acc": 93.6, "acc_trained_mean": 93.0, "flops_reduction_mean": 0.5}
     return {**row, **kw}
@@ -202,15 +323,38 @@ def test_collect_cli_writes_tables_and_notes_incomplete_runs(tiny_runs, tmp_path
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "collect.py"), str(tiny_runs), "--out",
                            str(tmp_path), "--no-histograms"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "5 complete runs -> 4 rows" in proc.stdout and "1 runs not complete were left out" in proc.stdout
+    assert "12 complete runs -> 6 rows" in proc.stdout and "1 runs not complete were left out" in proc.stdout
+    assert "1 runs share a trained model with another run of their row and were not averaged" in proc.stdout
     names = {p.name for p in tmp_path.iterdir()}
-    assert names == {"runs.csv", "incomplete.csv", "summary.csv", "summary.md", "vs_paper.csv",
-                     "kept_channels.csv"}
+    assert names == {"runs.csv", "incomplete.csv", "summary.csv", "summary.md", "duplicates.csv", "vs_paper.csv",
+                     "kept_channels.csv", "machine"}
+    assert {p.name for p in (tmp_path / "machine").iterdir()} == {"timing.csv", "timing.md", "provenance.csv"}
     runs = pd.read_csv(tmp_path / "runs.csv")
-    assert len(runs) == 5 and not runs.run.str.startswith("/").any()  # paths relative to the collected root
+    assert len(runs) == 12 and not runs.run.str.startswith("/").any()  # paths relative to the collected root
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "collect.py"), str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("error: not a folder")
+
+
+def test_analysis_outputs_default_to_ignored_folders():
+    """Plain analysis commands never touch committed results: their defaults are git-ignored folders, and so
+    are the machine-dependent files next to committed tables."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import collect as collect_script
+        import make_figures
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    out = collect_script.arguments().parse_args(["runs"]).out
+    figures = make_figures.arguments().parse_args([])
+    assert figures.tables == out
+    paths = [out / "summary.md", figures.out / "acc_vs_flops_x.png", ROOT / "results" / "mini" / "machine" /
+             "timing.md"]
+    for path in paths:
+        check = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT)
+        assert check.returncode == 0, f"{path} is not ignored by git"
+    assert subprocess.run(["git", "check-ignore", "-q", str(ROOT / "results" / "mini" / "summary.md")],
+                          cwd=ROOT).returncode == 1
 
 
 def test_a_proximal_update_is_its_own_method(tiny_runs, tmp_path):
@@ -222,8 +366,8 @@ def test_a_proximal_update_is_its_own_method(tiny_runs, tmp_path):
     config = tmp_path / "fx" / run.name / "config.yaml"
     config.write_text(config.read_text().replace("update: subgradient", "update: prox"))
     runs = runs_frame(tiny_runs, tmp_path)
-    assert sorted(set(runs.regularizer)) == ["l1", "l1-prox", "none"]
-    assert summarize(runs).regularizer.value_counts()["l1-prox"] == 1
+    assert sorted(set(runs.regularizer)) == ["l1", "l1-prox", "none", "tl1"]
+    assert summarize(runs)[0].regularizer.value_counts()["l1-prox"] == 1
 
 
 def test_unreadable_run_folder_is_skipped_with_a_note(tmp_path, capsys):
@@ -231,7 +375,7 @@ def test_unreadable_run_folder_is_skipped_with_a_note(tmp_path, capsys):
     (tmp_path / "exp" / "broken" / "metrics.json").write_text("{ truncated")
     runs = runs_frame(tmp_path)
     assert runs.empty and "note: skipping" in capsys.readouterr().err
-    assert summarize(runs).empty
+    assert summarize(runs)[0].empty
     tables = collect([tmp_path], tmp_path / "out", REFERENCE)
     assert "No complete runs" in (tmp_path / "out" / "summary.md").read_text() and tables["summary"].empty
 
@@ -250,3 +394,64 @@ def test_make_figures_from_tables(tables, tmp_path):
         head = p.read_bytes()[:8]
         assert head.startswith(b"\x89PNG") if p.suffix == ".png" else head.startswith(b"%PDF")
         assert p.stat().st_size > 5000
+
+
+def test_method_colours_are_stable_and_distinct():
+    from regprune.analysis import labels
+
+    listed = list(labels.LABELS)
+    assert len({labels.color(m) for m in listed}) == len(listed)  # one colour per listed method
+    assert labels.color("tl1-prox") == labels.color("tl1") and labels.style("tl1-prox")["ls"] == "--"
+    assert labels.color("none") == "black" and labels.label("tp_ns") == "peer: Torch-Pruning NS"
+    unknown = labels.color("a_new_method")
+    assert unknown in labels.PALETTE and unknown == labels.color("a_new_method")  # a checksum, not hash()
+    assert sorted(["tl1", "none", "l1-prox", "l1"], key=labels.order) == ["none", "l1", "l1-prox", "tl1"]
+
+
+def test_every_figure_panel_has_axis_labels_and_the_method_colour(tables):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from regprune.analysis import labels, plots
+
+    summary = pd.read_csv(tables / "summary.csv")
+    summary["setting_label"] = summary.setting_label.astype(object).fillna("")
+    gamma = pd.read_csv(tables / "gamma_hist.csv")
+    figures = {"acc_vs_flops": plots.acc_vs_flops(summary, "vgg_tiny", "digits"),
+               "acc_vs_ratio": plots.acc_vs_ratio(summary, "vgg_tiny", "digits"),
+               "gamma": plots.gamma_histograms(gamma, "vgg_tiny", "digits"),
+               "kept": plots.kept_channels(pd.read_csv(tables / "kept_channels.csv"), "vgg_tiny", "digits")}
+    for name, fig in figures.items():
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        assert axes and all(ax.get_xlabel() and ax.get_ylabel() for ax in axes), name
+    ratio_panels = {ax.get_title(): ax for ax in figures["acc_vs_ratio"].axes if ax.get_visible()}
+    assert sorted(ratio_panels) == ["Tℓ1 λ=0.001", "ℓ1 (NS) λ=0.001"]
+    tl1 = [line for line in ratio_panels["Tℓ1 λ=0.001"].get_lines() if line.get_label() == "right after pruning"]
+    assert tl1 and matplotlib.colors.same_color(tl1[0].get_color(), labels.color("tl1"))
+    for fig in figures.values():
+        plots.plt.close(fig)
+
+
+def test_validation_columns_sit_next_to_test_ones_and_missing_keys_show_as_missing(tiny_runs, tmp_path):
+    """Runs that record val_acc_* (a validation split) get a validation table; a run lacking a key counts as
+    missing for that figure (n of the cell), never as 0."""
+    metrics = metrics_of(tiny_runs)
+    for (ratio, seed), values in {(0.3, 0): {"val_acc_pruned": 50.0, "val_acc_finetuned_final": 70.0},
+                                  (0.3, 1): {"val_acc_pruned": 60.0}}.items():
+        m = pruned(metrics, "l1", ratio, seed, seed)
+        copy = tmp_path / "fx" / Path(m["run_dir"]).name
+        shutil.copytree(m["run_dir"], copy)
+        recorded = {k: v for k, v in m.items() if not k.startswith("val_acc_")}  # only the values set here
+        (copy / "metrics.json").write_text(json.dumps({**recorded, **values}))
+    for name in ("l1-trained-s0", "l1-trained-s1"):  # the sources the copies started from
+        shutil.copytree(tiny_runs / "fx" / name, tmp_path / "fx" / name)
+    out = tmp_path / "tables"
+    summary = collect([tmp_path], out, None, histograms=False)["summary"]
+    row = summary[summary.prune_ratio == 0.3].iloc[0]
+    assert row.n == 2 and row.val_acc_pruned_n == 2 and row.val_acc_pruned_mean == 55.0
+    assert row.val_acc_finetuned_final_n == 1 and row.val_acc_finetuned_final_mean == 70.0
+    md = (out / "summary.md").read_text()
+    validation = md.split("### Validation accuracy (%)")[1].split("###")[0]
+    assert "| right after pruning | fine-tuned |" in validation and "70.00 (n=1)" in validation
+    assert "55.00 ± 63.53" in validation  # 12.706205 · 7.0711 / √2
+    assert "| – | – |" in validation  # the penalty-trained models record neither

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import FAST, FAST_TRAIN, ROOT, compose, train
@@ -89,7 +90,7 @@ def test_unknown_top_level_key_is_an_error():
 
 @pytest.mark.parametrize("preset, listed", [
     ("experiment=ns2017/c10_vgg19_p7", "available experiment/ns2017 options: c100_densenet40_baseline, "),
-    ("experiment=nss2017", "available experiment options: demo, demo_baseline, bui2020/..., li2024/..., mini/..."),
+    ("experiment=nss2017", "available experiment options: bui2020/..., digits/..., imagenet/..., li2024/..., "),
 ])
 def test_unknown_nested_preset_lists_nested_presets(preset, listed, capsys):
     with pytest.raises(SystemExit):
@@ -139,7 +140,7 @@ def baseline(tmp_path_factory):
 
 
 def test_pruning_a_baseline_is_recorded_as_the_baseline(baseline, tmp_path):
-    from regprune.analysis.collect import runs_frame
+    from regprune.analysis.runs import runs_frame
 
     proc = train([*PRUNE, f"schedule.start_from={baseline}", f"run.root={tmp_path}"])
     folder = Path(proc.stdout.strip().splitlines()[-1].removeprefix("run folder: "))
@@ -165,18 +166,19 @@ def test_override_contradicting_the_source_is_refused(baseline, tmp_path, overri
     assert not (tmp_path / "default").exists()
 
 
-def test_mini_sweep_pair_prunes_its_trained_model(reproduce, tmp_path):
-    """Stage 1 (mini_train) trains, stage 2 (mini) prunes it at three ratios; reproduce.py finds every folder."""
-    extra = ["hydra.sweeper.params.experiment=mini/l1", "schedule.train.epochs=2", "latency=false",
-             f"run.root={tmp_path}"]
-    train(["sweep=mini_train", *extra])
-    train(["sweep=mini", *extra, "schedule.finetune.epochs=1"])
-    jobs = reproduce.sweep_jobs("mini", [*extra, "schedule.finetune.epochs=1"])
-    status = [reproduce.job_status("mini", job, [*extra, "schedule.finetune.epochs=1"]) for job in jobs]
+def test_digits_sweep_pair_prunes_its_trained_model(reproduce, tmp_path):
+    """Stage 1 (digits_train) trains, stage 2 (digits) prunes it at three ratios; reproduce.py finds every folder."""
+    extra = ["hydra.sweeper.params.experiment=digits/l1", "hydra.sweeper.params.seed=0", "schedule.train.epochs=2",
+             "latency=false", f"run.root={tmp_path}"]
+    train(["sweep=digits_train", *extra])
+    train(["sweep=digits", *extra, "schedule.finetune.epochs=1"])
+    specs = [["sweep=digits", *job, *extra, "schedule.finetune.epochs=1"]
+             for job in reproduce.sweep_jobs("digits", [*extra, "schedule.finetune.epochs=1"])]
+    status = [reproduce.job_status(spec) for spec in specs]
     assert len(status) == 3 and all(s == "complete" for _, s in status)
     for folder, _ in status:
         metrics = json.loads((folder / "metrics.json").read_text())
-        assert metrics["started_from_id"] == "mini-l1-trained-s0" and metrics["regularizer"] == "l1"
+        assert metrics["started_from_id"] == "digits-l1-lam0.02-trained-s0" and metrics["regularizer"] == "l1"
         assert f"prune.ratio{metrics['prune_ratio']:g}" in folder.name
 
 
@@ -206,11 +208,12 @@ def test_console_prints_epochs_prune_and_final_summary_to_a_file(tmp_path):
 def test_tensorboard_next_to_wandb_and_console(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from regprune.run import build_parts, run
+    from regprune.run import build_parts, run, typed
     from regprune.tracking import ConsoleLogger, TensorBoardLogger, WandbLogger
 
     args = [*FAST, "dataset.size=8", f"run.root={tmp_path}"]
-    sinks = build_parts(compose([*args, "logger=[wandb,tensorboard]"])).logger.sinks
+    cfg = compose([*args, "logger=[wandb,tensorboard]"])
+    sinks = build_parts(cfg, typed(cfg), torch.device("cpu")).logger.sinks
     assert [type(s) for s in sinks] == [ConsoleLogger, WandbLogger, TensorBoardLogger]
     metrics = run(compose([*args, "logger=tensorboard"]))
     events = EventAccumulator(str(Path(metrics["run_dir"]) / "tensorboard"))

@@ -38,11 +38,15 @@ def kernel(tmp_path_factory, tiny_runs) -> dict:
     return {"jupyter_path": str(base), "runs": str(tiny_runs), "tables": str(tables)}
 
 
-def execute(path: Path, kernel: dict, runs: str, monkeypatch) -> list[dict]:
-    """Run the notebook from the repository root; return the outputs of every code cell."""
+def execute(path: Path, kernel: dict, runs: str, monkeypatch, tables: str | None = None) -> list[dict]:
+    """Run the notebook from the repository root; return the outputs of every code cell. Without ``tables``
+    the notebook reads its default, the committed tables."""
     monkeypatch.setenv("JUPYTER_PATH", kernel["jupyter_path"])
     monkeypatch.setenv("REGPRUNE_RUNS", runs)
-    monkeypatch.setenv("REGPRUNE_TABLES", kernel["tables"])
+    if tables is None:
+        monkeypatch.delenv("REGPRUNE_TABLES", raising=False)
+    else:
+        monkeypatch.setenv("REGPRUNE_TABLES", tables)
     nb = jupytext.read(path)
     probe = jupytext.reads("import sys\nprint(sys.executable)\nimport regprune\nprint(regprune.__file__)",
                            fmt="py:percent").cells[0]
@@ -70,7 +74,7 @@ def test_notebooks_are_percent_scripts():
 
 @pytest.mark.parametrize("name, min_images", [("compare_runs", 1), ("magnitudes", 1), ("scaling_factors", 3)])
 def test_notebook_runs_on_run_folders(name, min_images, kernel, monkeypatch):
-    outputs = execute(ROOT / "notebooks" / f"{name}.py", kernel, kernel["runs"], monkeypatch)
+    outputs = execute(ROOT / "notebooks" / f"{name}.py", kernel, kernel["runs"], monkeypatch, kernel["tables"])
     text = json.dumps(outputs)
     assert "complete runs under" in text or "run folders under" in text
     assert images(outputs) >= min_images
@@ -78,8 +82,9 @@ def test_notebook_runs_on_run_folders(name, min_images, kernel, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["compare_runs", "magnitudes", "scaling_factors"])
-def test_notebook_runs_on_committed_tables_alone(name, kernel, monkeypatch, tmp_path):
-    outputs = execute(ROOT / "notebooks" / f"{name}.py", kernel, str(tmp_path / "no-runs"), monkeypatch)
+def test_notebook_runs_on_tables_alone(name, kernel, monkeypatch, tmp_path):
+    outputs = execute(ROOT / "notebooks" / f"{name}.py", kernel, str(tmp_path / "no-runs"), monkeypatch,
+                      kernel["tables"])
     assert kernel["tables"] in json.dumps(outputs) and images(outputs) >= 1
 
 
@@ -117,3 +122,12 @@ def test_make_notebooks_writes_into_an_ignored_folder():
     assert "jupytext --to ipynb --execute --output build/notebooks/" in commands
     for path in ("build/notebooks/compare_runs.ipynb", "notebooks/compare_runs.ipynb"):
         assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, path
+
+
+@pytest.mark.parametrize("name", ["compare_runs", "magnitudes", "scaling_factors"])
+def test_notebook_runs_on_committed_tables(name, kernel, monkeypatch, tmp_path):
+    """Without run folders and without REGPRUNE_TABLES a notebook reads the committed tables (results/tables)."""
+    outputs = execute(ROOT / "notebooks" / f"{name}.py", kernel, str(tmp_path / "no-runs"), monkeypatch)
+    text = json.dumps(outputs)
+    assert str(ROOT / "results" / "tables") in text and kernel["tables"] not in text
+    assert images(outputs) >= 1 and not [o for o in outputs if o.get("output_type") == "error"]

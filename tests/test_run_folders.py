@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, ROOT, compose, start_train, train
-from regprune.analysis.collect import runs_frame
+from regprune.analysis.runs import runs_frame
 from regprune.pruning.io import load_checkpoint
 from regprune.runs import main as list_runs
 
@@ -88,6 +88,6 @@ def test_listing_command(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "regprune.runs", str(tmp_path / "missing")], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: not a folder: {tmp_path / 'missing'}"
-    entry = re.search(r'^\[project\.scripts\]\nregprune-runs = "([\w.]+):(\w+)"$',
+    entry = re.search(r'^\[project\.scripts\]\n(?:.+\n)*?regprune-runs = "([\w.]+):(\w+)"$',
                       (ROOT / "pyproject.toml").read_text(), re.M)
     assert entry is not None and getattr(import_module(entry[1]), entry[2]) is list_runs

@@ -55,7 +55,7 @@ def cli_run(overrides: list[str]):
     from regprune.cli import execute
 
     try:
-        return execute(compose(overrides))
+        return execute(compose(overrides), overrides)
     except SystemExit as e:
         return e.code
 
@@ -205,13 +205,13 @@ def test_collect_outputs_on_a_full_disk(uninterrupted, tmp_path):
     collect = [str(ROOT / "scripts" / "collect.py"), str(uninterrupted.parent.parent), "--out", str(out)]
     first = subprocess.run([sys.executable, *collect], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     proc = subprocess.run([sys.executable, str(FAULTS), "summary.csv", "1", "ENOSPC", *collect],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert re.fullmatch(f"error: cannot write {re.escape(str(out / 'summary.csv'))}: {REASONS[errno.ENOSPC]}", line)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 # -- checkpoint integrity ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import io
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -110,11 +110,12 @@ def available(missing: str, loader) -> str:
     return f"available {group} options: {', '.join(names)}"
 
 
-def execute(cfg: DictConfig) -> dict | None:
+def execute(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict | None:
     """Run one job; user errors print one line and exit non-zero (the run folder keeps its records).
 
-    In a multirun the error is printed and raised instead, so the launcher runs the other jobs and reports
-    every failed one at the end (``regprune.launchers``)."""
+    ``overrides`` name the run as a command line would, where Hydra did not compose ``cfg``. In a multirun the
+    error is printed and raised instead, so the launcher runs the other jobs and reports every failed one at the
+    end (``regprune.launchers``)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -122,7 +123,7 @@ def execute(cfg: DictConfig) -> dict | None:
 
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
     try:
-        metrics = run(cfg, list(hydra.overrides.task) if hydra else [])
+        metrics = run(cfg, list(hydra.overrides.task) if hydra else list(overrides))
         if world_from_env().main:
             print(f"run folder: {metrics['run_dir']}", flush=True)
         return metrics

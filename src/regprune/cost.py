@@ -42,10 +42,16 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return total
 
 
+OUTLIER_FACTOR = 3.0  # a timed call slower than this × the median is an outlier (descheduled, cold cache)
+
+
 @torch.no_grad()
-def measure_latency(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1, repeats: int = 20,
-                    warmup: int = 3) -> float:
-    """Median wall time in milliseconds of one eval-mode forward pass on the model's device."""
+def measure_latency(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1, repeats: int = 51,
+                    warmup: int = 5) -> dict:
+    """Wall time of one eval-mode forward pass on the model's device, over ``repeats`` timed calls:
+    ``latency_ms`` (the median: any ``repeats // 2`` outliers cannot move it past the other calls),
+    ``latency_ms_iqr`` (interquartile range) and ``latency_outlier_share`` (the share of calls slower than
+    OUTLIER_FACTOR × the median: a few are usual on a shared machine, many flag a disturbed measurement)."""
     was_training = model.training
     model.eval()
     p = next(model.parameters())
@@ -58,16 +64,19 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], batch: int =
         model(x)
         sync()
         if i >= warmup:
-            times.append(time.perf_counter() - t0)
+            times.append(1e3 * (time.perf_counter() - t0))
     model.train(was_training)
-    return 1e3 * statistics.median(times)
+    median = statistics.median(times)
+    q1, _, q3 = statistics.quantiles(times, n=4)
+    return {"latency_ms": median, "latency_ms_iqr": q3 - q1,
+            "latency_outlier_share": sum(t > OUTLIER_FACTOR * median for t in times) / len(times)}
 
 
 def model_cost(model: nn.Module, input_shape: tuple[int, ...], latency: bool = True) -> dict:
     macs = count_macs(model, input_shape)
     cost = {"params": count_params(model), "macs": macs, "flops": 2 * macs}
     if latency:
-        cost["latency_ms"] = measure_latency(model, input_shape)
+        cost.update(measure_latency(model, input_shape))
     return cost
 
 

@@ -15,7 +15,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from .analysis.collect import find_run_dirs
+from .analysis.runs import find_run_dirs
 from .errors import UserError
 from .pruning.io import load_newest
 from .tracking.record import CHECKPOINT, LOCK, RunRecord, run_status

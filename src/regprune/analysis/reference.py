@@ -33,8 +33,8 @@ SOURCES: dict[str, dict[str, tuple[str, object]]] = {
 METHODS = {"l1": "ns", "polarization": "pr"}  # our regularizer -> the papers' method name
 
 
-def method_of(regularizer: str, schedule: str) -> str:
-    if regularizer == "none" and schedule == "train":
+def method_of(regularizer: str, prune_ratio: float) -> str:
+    if regularizer == "none" and pd.isna(prune_ratio):
         return "baseline"
     return METHODS.get(regularizer, regularizer)
 
@@ -71,24 +71,25 @@ def _matches(ref: pd.Series, row: pd.Series, method: str) -> bool:
 
 
 def compare(summary: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (collected group, reference number): paper, ours (mean ± std over seeds), ours − paper."""
+    """One row per (collected group, reference number): paper, ours (mean and 95% interval half-width over n
+    seeds), ours − paper."""
     out = []
     for _, row in summary.iterrows():
-        method = method_of(row["regularizer"], row["schedule"])
+        method = method_of(row["regularizer"], row["prune_ratio"])
         for _, ref in refs.iterrows():
             metric = ref["metric"]
             mean_col = f"{metric}_mean" if f"{metric}_mean" in summary else metric
             if mean_col not in summary or pd.isna(row.get(mean_col)) or not _matches(ref, row, method):
                 continue
             ours = float(row[mean_col])
-            std = row.get(f"{metric}_std", float("nan"))
+            ci = row.get(f"{metric}_ci", float("nan"))
             out.append({"source": ref["source"], "dataset": row["dataset"], "model": row["model"], "method": method,
                         "regularizer": row["regularizer"], "lam": row["lam"], "prune_ratio": row["prune_ratio"],
                         "setting": row["setting"], "metric": metric, "paper": ref["paper"], "ours": ours,
-                        "ours_std": std, "n_seeds": row["n_seeds"], "diff": ours - ref["paper"],
+                        "ours_ci": ci, "n": row["n"], "diff": ours - ref["paper"],
                         "any_ratio": math.isnan(ref["ratio"])})
     cols = ["source", "dataset", "model", "method", "regularizer", "lam", "prune_ratio", "setting", "metric",
-            "paper", "ours", "ours_std", "n_seeds", "diff"]
+            "paper", "ours", "ours_ci", "n", "diff"]
     frame = pd.DataFrame(out, columns=[*cols, "any_ratio"])
     if frame.empty:
         return frame[cols]

@@ -30,27 +30,42 @@ class Criterion:
 
 
 class Percentile(Criterion):
+    """Prune the ``ratio`` share of lowest scores: NS's count ⌊N·ratio⌋ + 1 of all channels (scope global) or
+    ⌊n·ratio⌋ of each group's (scope layer). Without ``tiebreak`` the global rule is NS's own, "keep the scores
+    above the value at index ⌊N·ratio⌋", which removes every channel tied with it: all the exact zeros of a
+    proximal penalty, whatever the ratio. With it (the prune phase passes ``constant_outputs``) exactly that
+    count goes, equal scores lowest ``tiebreak`` first."""
+
     name = "percentile"
 
-    def __init__(self, ratio: float, scope: str = "global"):
+    def __init__(self, ratio: float, scope: str = "global", tiebreak: Scores | None = None):
         if not 0.0 <= ratio < 1.0:
             raise UserError(f"schedule.prune.ratio={ratio} is outside [0, 1)")
         if scope not in SCOPES:
             raise UserError(f"schedule.prune.scope={scope!r}: choose from {list(SCOPES)}")
-        self.ratio, self.scope = ratio, scope
+        self.ratio, self.scope, self.tiebreak = ratio, scope, tiebreak
 
     def __call__(self, scores: Scores) -> tuple[Masks, float | None]:
-        if self.scope == "global":
-            flat = torch.cat(list(scores.values())).sort().values
-            # NS: sort all scores and take the value at index ⌊N·ratio⌋ (ratio 0 keeps everything)
-            threshold = float(flat[int(len(flat) * self.ratio)]) if self.ratio > 0 else -1.0
+        if self.scope == "layer":
+            return {k: self.keep(s, int(len(s) * self.ratio), None if self.tiebreak is None else self.tiebreak[k])
+                    for k, s in scores.items()}, None
+        flat = torch.cat(list(scores.values()))
+        n_drop = int(len(flat) * self.ratio) + 1 if self.ratio > 0 else 0
+        if self.tiebreak is None:  # NS: keep the scores above the value at index ⌊N·ratio⌋ (ratio 0 keeps all)
+            threshold = float(flat.sort().values[n_drop - 1]) if n_drop else -1.0
             return {k: s > threshold for k, s in scores.items()}, threshold
-        masks = {}
-        for k, s in scores.items():
-            mask = torch.ones_like(s, dtype=torch.bool)
-            mask[s.argsort(stable=True)[:int(len(s) * self.ratio)]] = False
-            masks[k] = mask
-        return masks, None
+        keep = self.keep(flat, n_drop, torch.cat([self.tiebreak[k] for k in scores]))
+        threshold = float(flat[~keep].max()) if n_drop else -1.0
+        return dict(zip(scores, keep.split([len(s) for s in scores.values()]), strict=True)), threshold
+
+    @staticmethod
+    def keep(scores: torch.Tensor, n_drop: int, tiebreak: torch.Tensor | None) -> torch.Tensor:
+        """Mask without the ``n_drop`` lowest scores, equal scores by lowest ``tiebreak``, then by position."""
+        order = torch.arange(len(scores)) if tiebreak is None else tiebreak.argsort(stable=True)
+        order = order[scores[order].argsort(stable=True)]
+        mask = torch.ones_like(scores, dtype=torch.bool)
+        mask[order[:n_drop]] = False
+        return mask
 
 
 class Threshold(Criterion):
@@ -84,9 +99,10 @@ def select(scores: Scores, criterion: Criterion, min_channels: int = 1, on_empty
     return guard(masks, scores, threshold, min_channels, on_empty, max_layer_ratio)
 
 
-def build_criterion(name: str, ratio: float, scope: str, threshold: float) -> Criterion:
+def build_criterion(name: str, ratio: float, scope: str, threshold: float,
+                    tiebreak: Scores | None = None) -> Criterion:
     if name == "percentile":
-        return Percentile(ratio, scope)
+        return Percentile(ratio, scope, tiebreak)
     if name == "threshold":
         return Threshold(threshold)
     if name == "valley":

@@ -24,17 +24,30 @@ class Importance:
         raise NotImplementedError
 
 
+@torch.no_grad()
+def gate_values(model: PrunableModel, param: str = "weight") -> Scores:
+    """A gate BN parameter per channel of every prunable group (γ: ``weight``, β: ``bias``), averaged over the
+    gates when a group has several (a coupled stream)."""
+    modules = dict(model.named_modules())
+    return {g.name: torch.stack([getattr(modules[b], param).detach()[model.gate_index(g, b)].float().cpu()
+                                 for b in g.gates]).mean(0)
+            for g in model.channel_groups()}
+
+
+def constant_outputs(model: PrunableModel) -> Scores:
+    """ReLU(β) per channel: what a channel whose γ is 0 still emits after its BN and ReLU, a constant. The
+    percentile's tie-break (docs/methods.md, Pruning criteria): among equal scores, removing a smaller constant
+    changes the network less (β ≤ 0: the channel outputs exactly 0 and its removal changes nothing)."""
+    return {k: v.clamp_min(0) for k, v in gate_values(model, "bias").items()}
+
+
 class BNScale(Importance):
     """|γ| of each group's gate BNs, averaged over the gates when a group has several (a coupled stream)."""
 
     name = "bn_gamma"
 
-    @torch.no_grad()
     def __call__(self, model: PrunableModel) -> Scores:
-        modules = dict(model.named_modules())
-        return {g.name: torch.stack([modules[b].weight.detach()[model.gate_index(g, b)].abs().float().cpu()
-                                     for b in g.gates]).mean(0)
-                for g in model.channel_groups()}
+        return {k: v.abs() for k, v in gate_values(model, "weight").items()}
 
 
 class WeightNorm(Importance):

@@ -88,14 +88,21 @@ def atomic_torch_save(obj, path: Path, keep: int = 1) -> None:
     atomic_write_bytes(path, buf.getvalue(), keep)
 
 
-def git_state() -> dict:
-    root = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[3]
+# written by reproductions and analysis, never read by a run: a reproduction that has already rewritten some
+# tables does not make its later runs "dirty"
+OUTPUTS = ("results",)
+
+
+def git_state(root: Path = REPO) -> dict:
+    """The checkout's commit and whether tracked files outside OUTPUTS differ from it."""
     try:
         head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root, capture_output=True,
                               text=True, timeout=10)
         commit = head.stdout.strip() if head.returncode == 0 else ""
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(exclude){p}" for p in OUTPUTS)], cwd=root, capture_output=True, text=True,
+                               timeout=10).stdout.strip() != ""
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
     return {"git_commit": commit or None, "git_dirty": dirty if commit else None}

@@ -23,12 +23,15 @@ from ...pruning import (
     widths_after,
 )
 from ...pruning.criteria import SCOPES, ratio_for_flops
+from ...pruning.importance import constant_outputs
 from ...pruning.masks import ON_EMPTY
 from ..bn_recalib import recalibrate_bn
 from .base import Phase, role
 
 if TYPE_CHECKING:
     from ..runner import Runner, RunState
+
+PRUNERS = ("regprune", "torch_pruning")  # ours | the peer (Torch-Pruning's ranking and surgery)
 
 
 @dataclass
@@ -50,8 +53,11 @@ class Prune(Phase):
     min_channels: int = 1
     on_empty: str = "error"
     recal_batches: int = 0
+    pruner: str = "regprune"
 
     def __post_init__(self):
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"pruner={self.pruner!r}: choose from {list(PRUNERS)}")
         if not 0 <= self.ratio < 1:
             raise ValueError(f"ratio={self.ratio} is outside [0, 1)")
         if self.scope not in SCOPES:
@@ -74,6 +80,15 @@ class Prune(Phase):
         importance = reg.importance() if self.importance == "auto" else build_importance(self.importance)
         criterion = self.criterion if self.criterion != "auto" else reg.criterion
         reg.detach()
+        if self.pruner == "torch_pruning":  # the peer row: Torch-Pruning's global |γ| ranking and its surgery
+            from ...peer import torch_pruning_prune
+
+            peer = torch_pruning_prune(state.model, self.ratio, runner.data.input_shape)
+            labels = {"prune_ratio": self.ratio, "prune_criterion": "torch_pruning", "prune_importance": "bn_gamma",
+                      "prune_skipped_layers": peer.skipped}
+            record_pruning(runner, state, name, PruneResult(peer.masks, peer.threshold), labels, self.recal_batches,
+                           compacted=peer.model)
+            return
         # across processes rank 0 decides and every rank compacts the same way
         result = on_main(lambda: self.select(state.model, importance, criterion, runner.data.input_shape))
         labels = {"prune_ratio": self.ratio if result.ratio is None else result.ratio, "prune_criterion": criterion,
@@ -82,18 +97,19 @@ class Prune(Phase):
 
     def select(self, model: PrunableModel, importance: Importance, criterion: str,
                input_shape: tuple[int, ...]) -> PruneResult:
-        scores = importance(model)
+        scores, tiebreak = importance(model), constant_outputs(model)
         guards = {"min_channels": self.min_channels, "on_empty": self.on_empty,
                   "max_layer_ratio": self.max_layer_ratio}
         if self.flops_target is None:
-            return select(scores, build_criterion(criterion, self.ratio, self.scope, self.threshold), **guards)
+            return select(scores, build_criterion(criterion, self.ratio, self.scope, self.threshold, tiebreak),
+                          **guards)
         if criterion != "percentile":
             raise UserError(f"schedule.prune.flops_target needs criterion=percentile (the regularizer's criterion "
                             f"is {criterion}); set schedule.prune.criterion=percentile")
 
         def at(ratio: float) -> PruneResult | None:
             try:
-                return select(scores, Percentile(ratio, self.scope), **guards)
+                return select(scores, Percentile(ratio, self.scope, tiebreak), **guards)
             except UserError:
                 return None
 
@@ -109,15 +125,17 @@ class Prune(Phase):
 
 
 def record_pruning(runner: Runner, state: RunState, name: str, result: PruneResult, labels: dict,
-                   recal_batches: int = 0, keep_recalibrated: bool = False) -> None:
+                   recal_batches: int = 0, keep_recalibrated: bool = False,
+                   compacted: PrunableModel | None = None) -> None:
     """Mask, compact and record: accuracy of the masked and of the compacted model (they must agree) and the
     kept channels (the pruned ratio counts from the unpruned model, also after several passes); with
     ``recal_batches``, accuracy after adaptive-BN recalibration of the compacted model (of a copy, unless
-    ``keep_recalibrated``: then the recalibrated model continues)."""
+    ``keep_recalibrated``: then the recalibrated model continues). ``compacted``: the model another pruner's
+    surgery made (the peer row) instead of our compaction."""
     model = state.model
     apply_masks(model, result.masks)
     masked = runner.evaluate(model)
-    state.model = compact(model, result.masks)
+    state.model = compact(model, result.masks) if compacted is None else compacted
     kept = result.kept()
     total = state.metrics.get("total_channels") or {k: int(m.numel()) for k, m in result.masks.items()}
     metrics = {**accuracies("acc_pruned", runner.evaluate(state.model)), **accuracies("acc_pruned_masked", masked),
