@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distributed import all_reduce_sum
+from ..distributed import active, all_reduce_sum
 from ..errors import UserError
 from ..regularizers.base import Regularizer
 
@@ -161,13 +161,11 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.
         loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
         correct = batch_correct if correct is None else correct + batch_correct
         n += len(y)
-    sums = torch.zeros(3, dtype=torch.float64, device=loss_sum.device if loss_sum is not None else None)
-    if loss_sum is not None:
-        sums[0], sums[1] = loss_sum, correct
-    sums[2] = n
-    loss_total, correct_total, n = all_reduce_sum(sums).tolist()
-    mean_loss = loss_total / max(n, 1)
+    if loss_sum is not None and active():
+        sums = all_reduce_sum(torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(n), device=y.device)]))
+        loss_sum, correct, n = sums[0], sums[1], int(sums[2].item())
+    mean_loss = (loss_sum / max(n, 1)).item() if loss_sum is not None else 0.0
     if not math.isfinite(mean_loss):
         raise NonFiniteError(f"non-finite training loss in epoch {epoch + 1} (by step {step}); "
                              "lower the learning rate or λ")
-    return {"loss": mean_loss, "acc": 100.0 * correct_total / max(n, 1)}, step
+    return {"loss": mean_loss, "acc": 100.0 * (correct.item() if correct is not None else 0) / max(n, 1)}, step
