@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...cost import macs_at_widths, model_cost
+from ...distributed import on_main
 from ...errors import UserError
 from ...models.base import PrunableModel
 from ...pruning import (
@@ -90,7 +91,9 @@ class Prune(Phase):
                            compacted=peer.model)
             return
         runner.train_batches.set_epoch(len(state.history))  # a data-driven importance sees this epoch's batches
-        result = self.select(state.model, importance, criterion, runner.data.input_shape, runner.train_batches)
+        # across processes rank 0 decides and every rank compacts the same way
+        result = on_main(lambda: self.select(state.model, importance, criterion, runner.data.input_shape,
+                                             runner.train_batches))
         labels = {"prune_ratio": self.ratio if result.ratio is None else result.ratio, "prune_criterion": criterion,
                   "prune_flops_target": self.flops_target, "prune_importance": importance.name}
         record_pruning(runner, state, name, result, labels, self.recal_batches)

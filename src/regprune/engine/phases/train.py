@@ -52,7 +52,7 @@ class Train(Phase):
 
     def run(self, runner: Runner, state: RunState, name: str) -> None:
         model = state.model
-        forward = runner.forward_module(model)  # weights in the perf layout before the optimizer sees them
+        forward = runner.train_module(model)  # weights in the perf layout before the optimizer sees them
         reg = runner.regularizer(model, state.regularizer if state.epoch > 0 else None) if self.penalty else None
         optimizer = runner.optimizer_spec.build(model, self.weight_decay)
         if state.optimizer is not None:
