@@ -18,7 +18,8 @@ def test_methods_reference_has_a_section_per_method():
     assert len(names) == len(set(names))
     for method in ("Network Slimming", "Nonconvex network slimming", "Polarization", "RSNLI",
                    "L1/2 stochastic proximal gradient", "Group lasso (SSL)", "OICSR", "Group sparsity on filters",
-                   "GReg", "Gates", "SSS", "DMC", "GDP", "ResRep", "BAR", "SCOP", "GAL"):
+                   "GReg", "OTO", "SCP", "Gate Decorator", "Scale invariance", "Gates", "SSS", "DMC", "GDP",
+                   "ResRep", "BAR", "SCOP", "GAL"):
         assert method in names
 
 

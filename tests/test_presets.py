@@ -145,8 +145,11 @@ def test_sweep_jobs_compose_with_three_seeds(sweep):
         phases = [name for name, _ in instantiate(cfg.schedule).plan()]
         if sweep.endswith("_train"):  # stage 1 trains only (GReg: pre-training, then its penalty); stage 2 prunes
             assert phases[-1] == "train" and set(phases) <= {"pretrain", "train"}
-        else:
-            assert phases[0] == "prune" and cfg.schedule.start_from.endswith(f"-trained-s{cfg.seed}")
+        elif cfg.schedule.start_from is None:  # one stage: OTO (train, remove its zero groups), Gate Decorator
+            assert (cfg.schedule.name, *phases[:2]) in {("oto", "train", "prune"),
+                                                        ("gate_decorator", "train", "pass1.tick")}
+        else:  # Gate Decorator's passes prune a trained model until its FLOPs target
+            assert phases[0] in ("prune", "pass1.tick") and cfg.schedule.start_from.endswith(f"-trained-s{cfg.seed}")
 
 
 def test_stage_two_prunes_the_run_stage_one_trains():
