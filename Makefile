@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint bench figures results notebooks reproduce reproduce-digits reproduce-mini clean clean-runs
+.PHONY: setup demo test test-slow test-ci-slow lint bench figures results notebooks reproduce reproduce-digits reproduce-mini clean clean-runs
 PAPER ?= all
 
 setup: $(STAMP)
@@ -23,6 +23,9 @@ test: setup  ## fast suite (< 15 min on 2 cores)
 
 test-slow: setup  ## long end-to-end checks
 	$(PY) -m pytest -q -m slow
+
+test-ci-slow: setup  ## the bounded subset of the slow checks that CI runs after make test
+	$(PY) -m pytest -q -m "slow and ci"
 
 bench: setup  ## speed ratios vs an NS-style reference loop -> results/bench/<device>.json
 	$(PY) scripts/bench.py

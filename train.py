@@ -1,15 +1,7 @@
-"""Train with a sparsity penalty, prune, fine-tune: `python train.py model=vgg19 dataset=cifar10 ...`."""
+"""Train with a sparsity penalty, prune, fine-tune: `python train.py model=vgg19 dataset=cifar10 ...`
+(the same as the installed `regprune-train` command)."""
 
-import hydra
-from omegaconf import DictConfig
-
-from regprune.cli import entry, execute
-
-
-@hydra.main(config_path="configs", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    execute(cfg)
-
+from regprune.cli import train_main
 
 if __name__ == "__main__":
-    entry(main)
+    train_main()

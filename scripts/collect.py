@@ -13,11 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from regprune.analysis.collect import collect
+from regprune.errors import UserError
 
-from regprune.analysis.collect import collect  # noqa: E402
-from regprune.errors import UserError  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 
 def arguments() -> argparse.ArgumentParser:

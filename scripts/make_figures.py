@@ -19,10 +19,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import pandas as pd  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
 from regprune.analysis import plots  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 
 def read(tables: Path, name: str) -> pd.DataFrame | None:

@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from regprune.compose import compose, initialize_once, sweep_jobs
 
-from regprune.compose import compose, initialize_once, sweep_jobs  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 PAPERS = {
     "ns2017": ["ns2017_table1_train", "ns2017_table1", "ns2017_port_train", "ns2017_port"],

@@ -12,6 +12,7 @@ from torch import nn
 
 from conftest import FAST, compose
 from regprune.analysis.magnitudes import LOG10_EDGES, append_jsonl, layer_stats, magnitude_stats, record_magnitudes
+from regprune.pruning.io import load_checkpoint, model_from_payload
 from regprune.tracking.record import RunRecord
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -87,13 +88,18 @@ def test_runner_writes_magnitudes_every_k_epochs(tmp_path):
     from regprune.run import run
 
     cfg = compose([*FAST, "regularizer=l1_2_prox", "schedule.train.epochs=2", "magnitude_every=1",
-                   f"run.root={tmp_path}"])
+                   "schedule.prune.criterion=percentile", "schedule.prune.scope=layer", f"run.root={tmp_path}"])
     metrics = run(cfg)
     folder = Path(metrics["run_dir"])
     rows = [json.loads(ln) for ln in (folder / "magnitudes.jsonl").read_text().splitlines()]
     assert [(r["phase"], r["epoch"]) for r in rows] == [("train", 1), ("train", 2), ("finetune", 1)]
-    assert rows[-1]["layers"]["classifier"]["weights"] == rows[-1]["overall"]["weights"] - sum(
-        v["weights"] for k, v in rows[-1]["layers"].items() if k != "classifier")
+    for row, file in ((rows[1], "trained.pt"), (rows[-1], "model.pt")):  # end of training; the fine-tuned model
+        weights = {n: m.weight.detach() for n, m in model_from_payload(load_checkpoint(folder / file)).named_modules()
+                   if isinstance(m, nn.Conv2d | nn.Linear)}
+        assert {n: (v["weights"], v["zero"]) for n, v in row["layers"].items()} == {
+            n: (w.numel(), int((w == 0).sum())) for n, w in weights.items()}
+        assert row["overall"]["weights"] == sum(w.numel() for w in weights.values())
+    assert rows[-1]["overall"]["weights"] < rows[1]["overall"]["weights"]  # the record follows the pruned model
     history = (folder / "history.csv").read_text().splitlines()
     assert "filter_sparsity" in history[0]
     assert rows[1]["overall"]["zero"] > 0  # the proximal ℓ1/2 step made exact zeros

@@ -164,8 +164,15 @@ TINY = ["dataset=synthetic", "dataset.num_train=32", "dataset.num_test=16", "dat
         "schedule.train.epochs=1", "schedule.finetune.epochs=1", "progress=false", "latency=false"]
 
 
-@pytest.mark.parametrize("preset", [pytest.param(p, marks=[] if p in SMOKE else pytest.mark.slow)
-                                    for p in PRESETS])
+# slow presets that CI still runs (.ci/run): one more per family of models and schedules
+CI = ["bui2020/c100_densenet40_mcp", "tang2023/c10_vgg16", "survey/c10_resnet56_greg", "digits/tp_ns"]
+
+
+def preset_marks(preset: str) -> list:
+    return [] if preset in SMOKE else [pytest.mark.slow, *([pytest.mark.ci] if preset in CI else [])]
+
+
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=preset_marks(p)) for p in PRESETS])
 def test_preset_trains_one_epoch_on_synthetic_data(preset, tmp_path):
     from conftest import train
 

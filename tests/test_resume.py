@@ -36,9 +36,9 @@ def reference(tmp_path_factory):
 
 @pytest.mark.parametrize("fault", [
     crash(at_step=30),  # penalty training, epoch 2
-    pytest.param(crash(after_phase="train"), marks=pytest.mark.slow),  # trained, not yet checkpointed
+    pytest.param(crash(after_phase="train"), marks=[pytest.mark.slow, pytest.mark.ci]),  # trained, not checkpointed
     crash(after_phase="prune"),  # pruned and compacted, not yet checkpointed
-    pytest.param(crash(after_phase="recalibrate_bn"), marks=pytest.mark.slow),
+    pytest.param(crash(after_phase="recalibrate_bn"), marks=[pytest.mark.slow, pytest.mark.ci]),
     crash(at_step=70),  # fine-tuning, epoch 2 (19 steps per epoch)
 ])
 def test_fault_then_resume_matches_uninterrupted(fault, reference, tmp_path):

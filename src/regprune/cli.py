@@ -10,12 +10,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import hydra
 from omegaconf import DictConfig
 
+from .compose import CONFIG_DIR
 from .config import register_schema
 from .errors import UserError
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def fail(message: str) -> None:
@@ -138,3 +138,13 @@ def entry(hydra_main: Callable[[], None], config_name: str = "config") -> None:
         preflight(sys.argv[1:], config_name)
     register_schema()
     hydra_main()
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
+def _train(cfg: DictConfig) -> None:
+    execute(cfg)
+
+
+def train_main() -> None:
+    """``regprune-train`` and ``python train.py``: one run (or ``-m``, a sweep) of the composed config."""
+    entry(_train)

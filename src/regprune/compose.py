@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped with the package (configs/ of the checkout)
 
 
 def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
