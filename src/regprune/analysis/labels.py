@@ -62,9 +62,9 @@ def with_schedule(method: str, schedule: str | None) -> str:
     return SCHEDULES.get(schedule, "{}").format(label(method))
 
 
-def with_lam(method: str, lam: float) -> str:
-    """The method's label with its penalty strength (none for the baseline)."""
-    return label(method) + ("" if method == BASELINE else f" λ={lam:g}")
+def with_lam(method: str, lam: float, schedule: str | None = None) -> str:
+    """The method's label (and schedule) with its penalty strength (none for the baseline)."""
+    return with_schedule(method, schedule) + ("" if method == BASELINE else f" λ={lam:g}")
 
 
 def color(method: str) -> str:

@@ -47,8 +47,7 @@ def lines(frame: pd.DataFrame) -> list[Line]:
         if variant:
             marker, ls = VARIANTS[variant % len(VARIANTS)]
             style = {**style, "marker": marker, "ls": ls}
-        text = labels.with_schedule(method, rows.schedule.iloc[0]) + (
-            "" if method == labels.BASELINE else f" λ={lam:g}")
+        text = labels.with_lam(method, lam, rows.schedule.iloc[0])
         extra = rows.setting_label.iloc[0] if "setting_label" in rows and isinstance(
             rows.setting_label.iloc[0], str) else ""
         out.append(Line(method, text + (f" [{extra}]" if extra else ""), style, rows))
