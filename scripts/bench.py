@@ -202,8 +202,14 @@ def synthetic(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def new_model(name: str, device: torch.device, seed: int = 0) -> nn.Module:
+    """The model as configs/model/<name>.yaml builds it (its initial BN γ included: the penalties refuse a model
+    whose γ all lie where they are flat)."""
+    from omegaconf import OmegaConf
+
     torch.manual_seed(seed)
-    return build_model(name, num_classes=10, in_channels=3).to(device)
+    bn_init = OmegaConf.load(ROOT / "configs" / "model" / f"{name}.yaml").get("bn_init")
+    kwargs = {} if bn_init is None else {"bn_init": bn_init}
+    return build_model(name, num_classes=10, in_channels=3, **kwargs).to(device)
 
 
 def optimizer_for(model: nn.Module) -> torch.optim.Optimizer:

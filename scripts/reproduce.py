@@ -6,6 +6,11 @@ each sweep this prints how many of its runs are complete and how many remain.
 
 `--paper digits` (`make reproduce-digits`) first calibrates λ: each method's grid (in its preset) is trained at
 a calibration seed and pruned at 50/70% (sweeps digits_calibration_train, digits_calibration), scripts/calibrate.py
+picks λ on the validation split, then the final sweeps (digits_train, digits) run every method at its λ, and the
+one-stage sweep digits_oneshot the methods that choose their own pruning (OTO, Gate Decorator; λ provisional).
+`--paper mini` is the smoke version of the same pipeline: each grid reduced to the calibrated λ, one seed, the
+calibration's trained models reused by the final sweep. `--jobs N` runs a sweep's jobs in N local processes
+(one run after another in each; the digits presets use one thread per run).
 picks λ on the validation split, then the final sweeps (digits_train, digits) run every method at its λ, then the
 controls: multi-pass slimming and EagleEye from the final trained models (digits_multipass, digits_eagleeye) and the
 scratch retraining of every final ℓ1 run. `--paper mini` is the smoke version of the same pipeline: each grid reduced
@@ -54,6 +59,7 @@ class Calibrated:
 
     calibration: tuple[str, str] = ("digits_calibration_train", "digits_calibration")
     final: tuple[str, str] = ("digits_train", "digits")
+    own_ratio: str = "digits_oneshot"  # one stage: methods that choose their own pruning (OTO, Gate Decorator)
     experiment: str = "digits"  # run folder of the final sweeps (the calibration's is set by its sweeps)
     smoke: bool = False  # each grid reduced to the calibrated λ, one seed (0), trained models shared
     controls: tuple[str, ...] = ("digits_multipass", "digits_eagleeye")  # sweeps after the final ones
@@ -227,7 +233,8 @@ def has_grid(experiment: str) -> bool:
 
 
 def reproduce_calibrated(name: str, plan: Calibrated, args) -> list[Path]:
-    """Calibration sweeps per method → λ selection → final sweeps; returns the final runs' folders."""
+    """Calibration sweeps per method → λ selection → final sweeps, then the own-ratio sweep (its λ provisional, not
+    calibrated); returns the final runs' folders."""
     seeds = {"seed": "0"} if plan.smoke else {}
     extra = [*args.overrides, *([f"run.experiment={plan.experiment}"] if plan.smoke else [])]
     experiments = grid_methods(plan.final[0])
@@ -259,7 +266,10 @@ def reproduce_calibrated(name: str, plan: Calibrated, args) -> list[Path]:
     for stage, sweep in enumerate(plan.final, 1):
         specs = [[f"sweep={sweep}", *job, *extra] for job in replaced(sweep_jobs(sweep, extra), seeds)]
         folders += run_specs(f"{name}: final stage {stage} of 2 (sweep={sweep})", specs, args.dry_run, args.jobs)
-    controls, planned = control_specs(plan, specs, extra, seeds)
+    controls, planned = control_specs(plan, specs, extra, seeds)  # specs: final stage 2's runs
+    specs = [[f"sweep={plan.own_ratio}", *job, *extra] for job in replaced(sweep_jobs(plan.own_ratio, extra), seeds)]
+    folders += run_specs(f"{name}: own-ratio methods, one stage (sweep={plan.own_ratio}, provisional λ)", specs,
+                         args.dry_run, args.jobs)
     folders += run_specs(f"{name}: controls ({', '.join(f'sweep={s}' for s in plan.controls)}, "
                          f"experiment={plan.scratch[1]})", controls, args.dry_run, args.jobs, planned)
     return folders

@@ -20,6 +20,7 @@ FINAL_TRAIN, FINAL_PRUNE = reproduce.Calibrated().final
 CAL_TRAIN, CAL_PRUNE = reproduce.Calibrated().calibration
 EXPERIMENTS = reproduce.grid_methods(FINAL_TRAIN)
 CALIBRATED = [e for e in EXPERIMENTS if reproduce.has_grid(e)]
+OWN_RATIO = reproduce.grid_methods(reproduce.Calibrated().own_ratio)  # OTO, Gate Decorator: one stage, own pruning
 GlobalHydra.instance().clear()  # reproduce.compose initialises Hydra once per process; other tests do it their way
 compose = reproduce.compose
 
@@ -39,12 +40,12 @@ def test_every_method_is_in_the_benchmark_with_a_grid_or_a_reason():
     presets = sorted(p.stem for p in (ROOT / "configs/experiment/digits").glob("*.yaml"))
     plan = reproduce.Calibrated()
     controls = [str(compose([f"sweep={s}"], hydra=True).hydra.sweeper.params.experiment) for s in plan.controls]
-    assert sorted(e.rpartition("/")[2] for e in [*EXPERIMENTS, *controls, plan.scratch[1]]) == presets
+    assert sorted(e.rpartition("/")[2] for e in [*EXPERIMENTS, *OWN_RATIO, *controls, plan.scratch[1]]) == presets
     assert set(EXPERIMENTS) - set(CALIBRATED) == {"digits/baseline", "digits/tp_ns"}  # no penalty; l1's λ
     assert len(CALIBRATED) >= 20
 
 
-@pytest.mark.parametrize("experiment", CALIBRATED)
+@pytest.mark.parametrize("experiment", CALIBRATED + OWN_RATIO)
 def test_grid_is_a_small_log_grid_around_the_chosen_lambda(experiment):
     values = grid(experiment)
     assert 3 <= len(values) <= 4 and values == sorted(values)
@@ -128,3 +129,20 @@ def test_local_pool_runs_jobs_in_parallel_processes(tmp_path, capsys):
     assert out.count(" done in ") == 2 and "failed" in out and "regularizer.lam=-1" in out  # one bad job: reported
     statuses = [json.loads(p.read_text())["status"] for p in tmp_path.rglob("metrics.json")]
     assert statuses == ["complete", "complete"]
+
+
+def test_own_ratio_methods_run_in_one_stage_with_three_seeds_and_no_ratio():
+    jobs = reproduce.sweep_jobs(reproduce.Calibrated().own_ratio, [])
+    assert len(jobs) == 3 * len(OWN_RATIO) and set(OWN_RATIO) == {"digits/oto", "digits/gate_decorator"}
+    for experiment in OWN_RATIO:
+        cfg = compose([f"sweep={reproduce.Calibrated().own_ratio}", f"experiment={experiment}", "seed=1"])
+        phases = [name for name, _ in instantiate(cfg.schedule).plan()]
+        assert cfg.schedule.start_from is None and phases[0] == "train" and cfg.run.experiment == "digits"
+        assert cfg.regularizer.lam == compose([f"experiment={experiment}"]).regularizer.lam
+    oto, gd = compose(["experiment=digits/oto"]), compose(["experiment=digits/gate_decorator"])
+    assert [n for n, _ in instantiate(oto.schedule).plan()] == ["train", "prune"]  # no fine-tuning
+    assert oto.schedule.prune.criterion == "threshold"
+    l1 = compose(["experiment=digits/l1"])
+    assert oto.schedule.train.epochs == gd.schedule.train.epochs == l1.schedule.train.epochs
+    assert [n for n, _ in instantiate(gd.schedule).plan()][:3] == ["train", "pass1.tick", "pass1.tock"]
+    assert gd.schedule["pass"].phases.tick.flops_target == 0.5 and gd.schedule.get("prune") is None

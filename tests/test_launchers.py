@@ -41,12 +41,12 @@ def test_two_job_sweep_through_local_submitit(tmp_path):
     assert sorted(json.loads((r / "metrics.json").read_text())["seed"] for r in runs) == [0, 1]
 
 
-def test_imagenet_sweeps_go_to_slurm_with_several_gpus_per_job():
+def test_imagenet_sweeps_go_to_slurm_with_one_rank_per_gpu():
     for sweep in ("imagenet_resnet50_train", "imagenet_resnet50"):
-        cfg = compose_with_hydra([f"sweep={sweep}", "hydra.launcher.partition=gpu"])
+        cfg = compose_with_hydra([f"sweep={sweep}", "hydra/launcher=slurm_imagenet", "hydra.launcher.partition=gpu"])
         launcher = cfg.hydra.launcher
-        assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
-        assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (1, 8, 1)
+        assert launcher._target_.endswith("SlurmSubmititLauncher") and launcher.partition == "gpu"
+        assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (1, 8, 8)
         assert launcher.max_num_timeout > 0 and cfg.resume == "auto"
 
 

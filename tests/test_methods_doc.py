@@ -18,7 +18,7 @@ def test_methods_reference_has_a_section_per_method():
     assert len(names) == len(set(names))
     for method in ("Network Slimming", "Nonconvex network slimming", "Polarization", "RSNLI",
                    "L1/2 stochastic proximal gradient", "Group lasso (SSL)", "OICSR", "Group sparsity on filters",
-                   "GReg"):
+                   "GReg", "OTO", "SCP", "Gate Decorator", "Scale invariance"):
         assert method in names
 
 

@@ -15,11 +15,13 @@ from omegaconf import DictConfig
 
 from .compose import CONFIG_DIR
 from .config import register_schema
+from .distributed import world_from_env
 from .errors import UserError
 
 
 def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    if world_from_env().main:  # across processes every rank stops with the error, rank 0 says it
+        print(f"error: {message}", file=sys.stderr)
     sys.exit(UserError.exit_code)
 
 
@@ -122,7 +124,8 @@ def execute(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict | None:
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
     try:
         metrics = run(cfg, list(hydra.overrides.task) if hydra else list(overrides))
-        print(f"run folder: {metrics['run_dir']}", flush=True)
+        if world_from_env().main:
+            print(f"run folder: {metrics['run_dir']}", flush=True)
         return metrics
     except UserError as e:
         if hydra is not None and hydra.mode == RunMode.MULTIRUN:

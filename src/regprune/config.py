@@ -44,6 +44,23 @@ class PerfSection:
 
 
 @dataclass
+class DistSection:
+    """A run across processes (torchrun, Slurm tasks); unused in a single process (regprune.distributed)."""
+
+    backend: str = "auto"  # auto (nccl on CUDA, gloo on CPU) | nccl | gloo
+    timeout_s: int = 600  # a collective waiting longer (a rank died or hangs) fails the run instead of hanging
+    sync_bn: bool = False  # SyncBatchNorm: BN statistics of the global batch, not of each rank's share (CUDA only)
+
+    def __post_init__(self):
+        from .distributed import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise UserError(f"dist.backend={self.backend!r}: choose from {list(BACKENDS)}")
+        if self.timeout_s < 1:
+            raise UserError(f"dist.timeout_s={self.timeout_s} must be ≥ 1")
+
+
+@dataclass
 class RunConfig:
     model: Any = MISSING
     dataset: Any = MISSING
@@ -63,6 +80,7 @@ class RunConfig:
     callbacks: dict[str, Any] = field(default_factory=dict)  # name -> _target_ node (e.g. regprune.testing.Crash)
     magnitude_every: int = 0  # epochs between weight/group magnitude histograms (magnitudes.jsonl); 0 = off
     perf: PerfSection = field(default_factory=PerfSection)
+    dist: DistSection = field(default_factory=DistSection)
 
     def __post_init__(self):
         if self.resume not in RESUME_MODES:

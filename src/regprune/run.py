@@ -17,6 +17,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from . import distributed
 from .config import RunConfig
 from .data.base import DatasetSpec, Loaders
 from .engine.callbacks import Callbacks
@@ -31,7 +32,7 @@ from .regularizers.base import Regularizer
 from .run_id import label, named_overrides, run_id
 from .start_from import check_same_architecture, inherit_source, start_model
 from .tracking import ConsoleLogger, Loggers
-from .tracking.record import CHECKPOINT, RunRecord, provenance
+from .tracking.record import CHECKPOINT, ReadOnlyRecord, RunRecord, provenance
 from .typecheck import check_arguments
 
 
@@ -87,11 +88,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, world: distributed.World = distributed.SINGLE) -> torch.device:
+    """``device`` as a torch device; across processes ``auto`` and ``cuda`` mean each rank's own GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device={name}: CUDA is not available on this machine")
+    if name == "cuda" and world.size > 1:
+        name = f"cuda:{world.local_rank}"
     return torch.device(name)
 
 
@@ -129,19 +133,35 @@ class Parts:
     start: tuple[PrunableModel, dict] | None  # (trained model, its metrics) with schedule.start_from
 
 
-def build_parts(cfg: DictConfig, settings: RunConfig, device: torch.device) -> Parts:
+def build_parts(cfg: DictConfig, settings: RunConfig, device: torch.device,
+                world: distributed.World = distributed.SINGLE) -> Parts:
     dataset = component(cfg.dataset, "dataset")
+    check_world(dataset, settings, device, world)
     regularizer = component(cfg.regularizer, "regularizer")
     optimizer = component(cfg.optimizer, "optimizer")
     schedule = component(cfg.schedule, "schedule")
-    logger = Loggers([ConsoleLogger(), *(component(node, f"logger.{name}") for name, node in cfg.logger.items())])
+    sinks = [ConsoleLogger(), *(component(node, f"logger.{name}") for name, node in cfg.logger.items())]
+    logger = Loggers(sinks if world.main else [])  # one console, one W&B run: rank 0's
     callbacks = Callbacks(component(node, f"callbacks.{name}") for name, node in cfg.get("callbacks", {}).items())
     perf = accel(settings, device)
-    data = dataset.loaders(device, settings.seed, perf.memory_format)
+    data = dataset.loaders(device, settings.seed, perf.memory_format, shard=(world.rank, world.size))
     model = component(cfg.model, "model", num_classes=data.num_classes, in_channels=data.in_channels)
     check_compatible(regularizer, model, schedule)
     start = start_model(schedule.start_from, model) if schedule.start_from is not None else None
     return Parts(dataset, data, perf, model, regularizer, optimizer, schedule, logger, callbacks, start)
+
+
+def check_world(dataset: DatasetSpec, settings: RunConfig, device: torch.device, world: distributed.World) -> None:
+    """Refuse what a run across ``world.size`` processes cannot do."""
+    if world.size == 1:
+        return
+    if dataset.batch_size % world.size:
+        raise UserError(f"dataset.batch_size={dataset.batch_size} is not divisible by the {world.size} processes of "
+                        "this run: the global batch is split evenly across them; choose a multiple of "
+                        f"{world.size}")
+    if settings.dist.sync_bn and device.type != "cuda":
+        raise UserError(f"dist.sync_bn=true needs CUDA devices (torch's SyncBatchNorm), this run is on {device}; "
+                        "without it each rank normalises with the statistics of its share of the batch")
 
 
 def run_name(cfg: DictConfig, dataset: DatasetSpec, regularizer: Regularizer, schedule: Schedule) -> str:
@@ -168,36 +188,70 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     if settings.threads:
         torch.set_num_threads(settings.threads)
     seed_everything(settings.seed)
-    device = resolve_device(settings.device)
-    parts = build_parts(cfg, settings, device)
+    world = distributed.world_from_env()
+    device = resolve_device(settings.device, world)
+    distributed.start(settings.dist.backend, settings.dist.timeout_s, device)
+    try:
+        return run_in_world(cfg, overrides, settings, device, world)
+    except Exception as e:
+        if not distributed.peer_failed(e):
+            raise
+        raise UserError(f"a process of this run stopped or stalled ({str(e).strip().splitlines()[0]}); "
+                        "resume=auto continues from the last checkpoint") from None
+    finally:
+        distributed.stop()
+
+
+def run_in_world(cfg: DictConfig, overrides: Sequence[str], settings: RunConfig, device: torch.device,
+                 world: distributed.World) -> dict:
+    """``run`` in this process, rank ``world.rank`` of ``world.size``: rank 0 opens, locks and writes the
+    folder, the other ranks read what it decides."""
+    parts = build_parts(cfg, settings, device, world)
     name = run_name(cfg, parts.dataset, parts.regularizer, parts.schedule)
     folder = run_folder(cfg, name, overrides)
-    record = RunRecord.open(folder.parent.parent, folder.parent.name, folder.name, settings.resume,
-                            keep={CHECKPOINT: settings.checkpoint_keep})
+    record = distributed.on_main(lambda: RunRecord.open(folder.parent.parent, folder.parent.name, folder.name,
+                                                        settings.resume, keep={CHECKPOINT: settings.checkpoint_keep}))
+    if not world.main:
+        record = ReadOnlyRecord(record.path, record.keep)
     with record.lock(), record.discard_if_left_empty():
-        previous = record.read_json("metrics.json") or {}
+        previous = distributed.on_main(lambda: record.read_json("metrics.json") or {})
         if previous.get("status") == "complete":
-            print(f"run {record.path} is complete; nothing to do", file=sys.stderr)
+            if world.main:
+                print(f"run {record.path} is complete; nothing to do", file=sys.stderr)
             return previous
         named, _ = named_overrides(cfg, overrides)
         base = {"run_id": folder.name, "run_dir": str(record.path), "experiment": settings.run.experiment, "name": name,
                 "label": label(name, named), "overrides": named,
                 "model": cfg.model.name, "dataset": parts.dataset.name, "regularizer": parts.regularizer.name,
                 "lam": parts.regularizer.lam, "schedule": parts.schedule.name, "seed": settings.seed,
-                "provenance": provenance(settings.seed, device)}
+                "world_size": world.size, "provenance": provenance(settings.seed, device)}
         return execute(cfg, settings, record, parts, device, base, previous.get("wall_time_s", 0.0))
 
 
-def initial_state(record: RunRecord, parts: Parts) -> RunState:
-    """The latest intact checkpoint of this run, or a fresh start (from ``schedule.start_from`` if given). A
-    corrupt newer checkpoint is set aside (renamed ``*.corrupt``) when an older kept one loads."""
+def newest_checkpoint(record: RunRecord) -> tuple[Path, dict] | None:
+    """The latest intact checkpoint and its path; a corrupt newer one is set aside (renamed ``*.corrupt``)."""
     found = load_newest(record.versions(CHECKPOINT))
+    if found is None:
+        return None
+    path, ckpt, skipped = found
+    for bad, error in skipped.items():
+        aside = record.set_aside(bad.name)
+        print(f"note: {error}; renamed it {aside.name}, resuming from {path.name}", file=sys.stderr)
+    return path, ckpt
+
+
+def initial_state(record: RunRecord, parts: Parts, world_size: int = 1) -> RunState:
+    """The latest intact checkpoint of this run (read by rank 0, given to every rank), or a fresh start (from
+    ``schedule.start_from`` if given). Exact resume needs the world size the checkpoint was written with."""
+    found = distributed.on_main(lambda: newest_checkpoint(record))
     if found is not None:
-        path, ckpt, skipped = found
-        for bad, error in skipped.items():
-            aside = record.set_aside(bad.name)
-            print(f"note: {error}; renamed it {aside.name}, resuming from {path.name}", file=sys.stderr)
+        path, ckpt = found
         check_same_architecture(ckpt.get("model", {}), parts.model, path)
+        written = ckpt["metrics"].get("world_size", 1)
+        if written != world_size:
+            raise UserError(f"{path} was written by a run across {written} process(es), this one has {world_size}: "
+                            "exact resume needs the same number (the global batch is split the same way, but "
+                            "BN statistics are per process)")
         return RunState.from_checkpoint(ckpt)
     if parts.start is not None:
         return RunState(model=parts.start[0], metrics=dict(parts.start[1]))
@@ -219,7 +273,8 @@ def last_good_checkpoint(record: RunRecord) -> str:
 
 def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Parts, device: torch.device,
             base: dict, wall_before: float) -> dict:
-    state = initial_state(record, parts)
+    state = initial_state(record, parts, base["world_size"])
+    state.metrics["world_size"] = base["world_size"]
     t0 = time.perf_counter()
     try:
         record.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -231,8 +286,8 @@ def execute(cfg: DictConfig, settings: RunConfig, record: RunRecord, parts: Part
                         make_regularizer=lambda: component(cfg.regularizer, "regularizer"), optimizer=parts.optimizer,
                         record=record, logger=parts.logger, device=device, seed=settings.seed,
                         callbacks=parts.callbacks, checkpoint_every=settings.checkpoint_every,
-                        progress=settings.progress, latency=settings.latency, magnitude_every=settings.magnitude_every,
-                        accel=parts.accel,
+                        progress=settings.progress and distributed.is_main(), latency=settings.latency,
+                        magnitude_every=settings.magnitude_every, accel=parts.accel, sync_bn=settings.dist.sync_bn,
                         check_architecture=lambda payload, path: check_same_architecture(payload, parts.model, path))
         runner.run(state)
         metrics = {**base, **state.metrics, "wall_time_s": wall_before + time.perf_counter() - t0,

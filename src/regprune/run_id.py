@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 # keys that do not change a run's results, so changing them keeps its run id (and its folder)
 HASH_EXCLUDE = ("run", "resume", "logger", "progress", "threads", "checkpoint_every", "checkpoint_keep", "callbacks",
-                "latency", "magnitude_every")
+                "latency", "magnitude_every", "dist")
 # left out of the overrides part: the seed has a part of its own, presets name their runs (run.name)
 UNNAMED = (*HASH_EXCLUDE, "seed", "experiment", "sweep", "hydra")
 NAMED_GROUPS = ("model", "dataset", "regularizer", "schedule")  # their choice already is <name>

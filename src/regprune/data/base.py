@@ -98,13 +98,15 @@ class DatasetSpec:
         raise NotImplementedError
 
     def loaders(self, device: str | torch.device, seed: int,
-                memory_format: torch.memory_format = torch.contiguous_format) -> Loaders:
+                memory_format: torch.memory_format = torch.contiguous_format,
+                shard: tuple[int, int] = (0, 1)) -> Loaders:
         """The run's batches: ``load()``'s images held once on ``device``, training batches shuffled, cropped
-        and flipped per (seed, epoch), evaluation batches in order."""
+        and flipped per (seed, epoch) (this rank's share of them with ``shard=(rank, world)``), evaluation
+        batches in order (every rank evaluates the whole split)."""
         data = self.load()
         stats = {"mean": data.mean, "std": data.std, "device": device, "memory_format": memory_format}
         train = BatchLoader(*data.train, self.batch_size, shuffle=True, crop_padding=self.crop_padding if self.augment
-                            else 0, flip=self.augment, seed=seed, **stats)
+                            else 0, flip=self.augment, seed=seed, shard=shard, **stats)
         val, test = (None if split is None else BatchLoader(*split, self.eval_batch_size, **stats)
                      for split in (data.val, data.test))
         return Loaders(train=train, val=val, test=test, num_classes=data.num_classes, input_shape=data.input_shape,

@@ -139,7 +139,8 @@ class ImageFolderData(DatasetSpec):
         return classes, train, test
 
     def loaders(self, device: str | torch.device, seed: int,
-                memory_format: torch.memory_format = torch.contiguous_format) -> Loaders:
+                memory_format: torch.memory_format = torch.contiguous_format,
+                shard: tuple[int, int] = (0, 1)) -> Loaders:
         classes, train, test = self.samples()
         labels = torch.tensor([y for _, y in train], dtype=torch.int64)
         rest = torch.arange(len(train))
@@ -156,7 +157,8 @@ class ImageFolderData(DatasetSpec):
                   "memory_format": memory_format}
         evaluation = {"batch_size": self.eval_batch_size, **common}
         return Loaders(
-            train=StreamLoader(SeededImages(train, train_tf), self.batch_size, shuffle=True, seed=seed, **common),
+            train=StreamLoader(SeededImages(train, train_tf), self.batch_size, shuffle=True, seed=seed, shard=shard,
+                               **common),
             val=None if val is None else StreamLoader(SeededImages(val, eval_tf), **evaluation),
             test=StreamLoader(SeededImages(test, eval_tf), **evaluation),
             num_classes=len(classes), input_shape=(3, self.image_size, self.image_size), mean=self.mean,

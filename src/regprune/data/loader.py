@@ -7,7 +7,9 @@ and one fused multiply-add (ToTensor's /255 and Normalize) finish the batch. The
 CPU and CUDA; nothing is done per sample in Python.
 
 Per epoch the order, the crop offsets and the flips are drawn from a generator seeded by
-(seed, epoch), so an epoch is reproducible on its own (exact resume needs no loader state).
+(seed, epoch), so an epoch is reproducible on its own (exact resume needs no loader state). In a run across
+``world`` processes every rank draws the same plan and reads its own share of every global batch
+(``regprune.distributed.shard_positions``): the ranks together see what one process would.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from ..distributed import shard_positions
 
 CHUNK = 4096  # images augmented at once (fp32: 50 MB at 3×32×32)
 
@@ -53,14 +57,15 @@ class BatchLoader:
     With ``crop_padding`` p > 0, each image is zero-padded by p and cropped back to its size at a
     uniformly random offset (torchvision ``RandomCrop(size, padding=p)``); with ``flip``, it is
     mirrored with probability 1/2 (``RandomHorizontalFlip``). Padding happens in uint8 before the
-    normalisation, so padded pixels are (0 − mean)/std, as in torchvision.
+    normalisation, so padded pixels are (0 − mean)/std, as in torchvision. With ``shard=(rank, world)``
+    ``batch_size`` is the global batch and this rank yields its ``batch_size // world`` images of each.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  mean: tuple[float, ...], std: tuple[float, ...], *, shuffle: bool = False,
                  crop_padding: int = 0, flip: bool = False, drop_last: bool = False,
                  device: str | torch.device = "cpu", seed: int = 0,
-                 memory_format: torch.memory_format = torch.contiguous_format):
+                 memory_format: torch.memory_format = torch.contiguous_format, shard: tuple[int, int] = (0, 1)):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
         if len(labels) != len(images):
@@ -69,12 +74,14 @@ class BatchLoader:
             raise ValueError(f"batch_size={batch_size} must be ≥ 1")
         if crop_padding < 0:
             raise ValueError(f"crop_padding={crop_padding} must be ≥ 0")
+        if batch_size % shard[1]:
+            raise ValueError(f"batch_size={batch_size} is not divisible by the {shard[1]} processes of the run")
         if len(mean) != images.shape[1] or len(std) != images.shape[1]:
             raise ValueError(f"mean and std need {images.shape[1]} values, got {len(mean)} and {len(std)}")
         self.device = torch.device(device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.crop_padding, self.flip, self.seed, self.epoch = crop_padding, flip, seed, 0
-        self.memory_format = memory_format
+        self.memory_format, self.shard = memory_format, shard
         self.size = tuple(images.shape[2:])
         self.labels = labels.to(self.device)
         p = crop_padding
@@ -96,6 +103,8 @@ class BatchLoader:
 
     def __len__(self) -> int:
         n = len(self.labels)
+        if self.shard[1] > 1 and n % self.batch_size < self.shard[1]:  # no share of a last batch this small
+            return n // self.batch_size
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
@@ -129,17 +138,19 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self) * self.batch_size if self.drop_last else len(self.labels)
-        bs = self.batch_size
+        rank, world = self.shard
+        bs = self.batch_size // world
         if not (self.shuffle or self.crop_padding or self.flip):  # evaluation: contiguous slices, no gather
             for start in range(0, n, bs):
                 yield self.normalise(self.images[start:start + bs]), self.labels[start:start + bs]
             return
         plan = self.plan()
+        positions = shard_positions(n, self.batch_size, rank, world).to(self.device)
         # CHUNK images per gather and normalisation: each kernel launch (and thread-pool barrier) serves many
         # batches, and a batch is a view
         chunk = max(1, CHUNK // bs) * bs
-        for first in range(0, n, chunk):
-            sl = slice(first, min(n, first + chunk))
+        for first in range(0, len(positions), chunk):
+            sl = positions[first:first + chunk]
             index = plan.order[sl]
             x = self.normalise(self.crop_flip(index, plan.dy[sl], plan.dx[sl], plan.flip[sl]))
             y = self.labels[index]

@@ -7,7 +7,8 @@ bus carry a quarter of the bytes of float images.
 Per epoch the order and one augmentation seed per sample are drawn from a generator seeded by
 (seed, epoch); the dataset seeds the RNG with the sample's seed before its random transforms. A batch
 therefore depends neither on the number of workers nor on earlier epochs, and a resumed run replays an
-epoch exactly without loader state.
+epoch exactly without loader state. In a run across processes each rank reads its share of every global batch
+(as ``BatchLoader``), so each decodes only its own images.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..distributed import shard_positions
 from ..errors import UserError
 from .loader import Normalise
 
@@ -27,35 +29,43 @@ class StreamLoader:
 
     def __init__(self, dataset: Dataset, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...], *,
                  shuffle: bool = False, device: str | torch.device = "cpu", seed: int = 0, workers: int = 0,
-                 memory_format: torch.memory_format = torch.contiguous_format):
+                 memory_format: torch.memory_format = torch.contiguous_format, shard: tuple[int, int] = (0, 1)):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be ≥ 1")
+        if batch_size % shard[1]:
+            raise ValueError(f"batch_size={batch_size} is not divisible by the {shard[1]} processes of the run")
         if workers < 0:
             raise ValueError(f"workers={workers} must be ≥ 0")
-        self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
+        self.dataset, self.batch_size, self.shuffle, self.shard = dataset, batch_size, shuffle, shard
         self.device, self.seed, self.workers, self.epoch = torch.device(device), seed, workers, 0
         self.normalise = Normalise(mean, std, self.device, memory_format)
 
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        n = len(self.dataset)
+        if self.shuffle:
+            n = len(shard_positions(n, self.batch_size, *self.shard))
+        return -(-n // (self.batch_size // self.shard[1]))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def keys(self) -> list[tuple[int, int | None]]:
-        """The epoch's (index, augmentation seed) in reading order; in order and unseeded without shuffle."""
+        """This rank's (index, augmentation seed) of the epoch in reading order; in order and unseeded without
+        shuffle."""
         n = len(self.dataset)
         if not self.shuffle:
             return [(i, None) for i in range(n)]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(n, generator=g)
         seeds = torch.randint(0, 2**62, (n,), generator=g)
-        return list(zip(order.tolist(), seeds.tolist(), strict=True))
+        mine = shard_positions(n, self.batch_size, *self.shard)
+        return list(zip(order[mine].tolist(), seeds[mine].tolist(), strict=True))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # its own generator: DataLoader draws its workers' base seed from it, not from the global RNG
-        loader = DataLoader(self.dataset, self.batch_size, sampler=self.keys(), num_workers=self.workers,
-                            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(self.seed))
+        loader = DataLoader(self.dataset, self.batch_size // self.shard[1], sampler=self.keys(),
+                            num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(self.seed))
         try:
             for x, y in loader:
                 yield self.normalise(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)

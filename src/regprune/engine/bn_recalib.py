@@ -7,11 +7,14 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ..distributed import sync_buffers
+
 
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_batches: int) -> None:
     """Reset BN running statistics and recompute them as a cumulative average over ``num_batches``
-    training batches in train mode; weights are untouched."""
+    training batches in train mode; weights are untouched. Across processes each rank reads its share of the
+    batches and every rank then takes rank 0's statistics, so all ranks keep the same model."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
@@ -26,3 +29,4 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch
     for m, mom in zip(bns, saved, strict=True):
         m.momentum = mom
     model.train(was_training)
+    sync_buffers(model)

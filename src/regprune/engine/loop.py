@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import active, all_reduce_sum
 from ..errors import UserError
 from ..regularizers.base import Regularizer
 
@@ -119,7 +120,8 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.
 
     ``model`` is what runs the forward pass (possibly a compiled wrapper of the regularised model).
     Loss and accuracy are accumulated on-device and read once per epoch (no host sync per step);
-    a non-finite loss is therefore detected at the end of the epoch.
+    a non-finite loss is therefore detected at the end of the epoch. In a run across processes they are
+    summed over the ranks' shares, so every rank reports (and stops on) the same numbers.
     """
     precision = precision or MixedPrecision()
     scaler = precision.scaler
@@ -159,6 +161,9 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.
         loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
         correct = batch_correct if correct is None else correct + batch_correct
         n += len(y)
+    if loss_sum is not None and active():
+        sums = all_reduce_sum(torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(n), device=y.device)]))
+        loss_sum, correct, n = sums[0], sums[1], int(sums[2].item())
     mean_loss = (loss_sum / max(n, 1)).item() if loss_sum is not None else 0.0
     if not math.isfinite(mean_loss):
         raise NonFiniteError(f"non-finite training loss in epoch {epoch + 1} (by step {step}); "

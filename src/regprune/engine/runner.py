@@ -13,6 +13,7 @@ import torch
 
 from ..cost import model_cost
 from ..data.base import Loaders
+from ..distributed import active, data_parallel, sync_buffers
 from ..errors import UserError
 from ..models.base import PrunableModel
 from ..pruning.io import model_from_payload, model_from_spec, model_payload
@@ -92,7 +93,7 @@ class Runner:
                  optimizer: OptimizerSpec, record: RunRecord, logger, device: torch.device, seed: int,
                  callbacks: Callbacks | None = None, checkpoint_every: int = 1, progress: bool = True,
                  latency: bool = True, magnitude_every: int = 0, accel: Accel | None = None,
-                 check_architecture: Callable[[dict, Path], None] | None = None):
+                 check_architecture: Callable[[dict, Path], None] | None = None, sync_bn: bool = False):
         self.schedule, self.data, self.optimizer_spec = schedule, data, optimizer
         self.make_regularizer = make_regularizer
         self.record, self.logger, self.device, self.seed = record, logger, device, seed
@@ -101,7 +102,9 @@ class Runner:
         self.magnitude_every = magnitude_every  # epochs between magnitude histograms (0: off)
         self.accel = accel or Accel(device_type=torch.device(device).type)
         self._check_architecture = check_architecture
+        self.sync_bn = sync_bn  # across processes: SyncBatchNorm in training forward passes
         self._prepared: tuple[torch.nn.Module, torch.nn.Module] | None = None
+        self._parallel: tuple[torch.nn.Module, torch.nn.Module] | None = None
         self.train_batches = data.train
         self.eval_batches = {split: batches for split, batches in (("val", data.val), ("test", data.test))
                              if batches is not None}
@@ -113,7 +116,20 @@ class Runner:
             self._prepared = (model, self.accel.prepare(model))
         return self._prepared[1]
 
+    def train_module(self, model: PrunableModel) -> torch.nn.Module:
+        """What runs ``model``'s training forward passes: ``forward_module``, inside DistributedDataParallel in a
+        run across processes (wrapped again for each new, e.g. compacted, model; every rank wraps together)."""
+        forward = self.forward_module(model)
+        if not active():
+            return forward
+        if self._parallel is None or self._parallel[0] is not model:
+            self._parallel = (model, data_parallel(forward, self.device, self.sync_bn))
+        return self._parallel[1]
+
     def evaluate(self, model: PrunableModel) -> dict[str, float]:
+        """Loss and accuracy on the held-out splits; across processes every rank evaluates the whole splits
+        with rank 0's BN statistics (identical results on every rank)."""
+        sync_buffers(model)
         out = {}
         for split, batches in self.eval_batches.items():
             r = evaluate(self.forward_module(model), batches, self.accel.precision())

@@ -59,9 +59,15 @@ class ChannelSelect(nn.Module):
 
 
 class PrunableModel(nn.Module):
-    """Base class: subclasses set ``widths`` and ``arch_kwargs`` and implement ``channel_groups``."""
+    """Base class: subclasses set ``widths`` and ``arch_kwargs`` and implement ``channel_groups``.
+
+    ``rescalable``: scaling a channel's gate outputs by α > 0 (its gates' γ and β) and its consumers' input slices
+    by 1/α changes no output, because the gates reach the consumers only through positively homogeneous operations
+    (ReLU, pooling, addition, zero padding, concatenation). A model with a clipping activation (ReLU6) sets False.
+    """
 
     widths: list[int]
+    rescalable = True
 
     def arch_kwargs(self) -> dict:
         """Constructor arguments other than ``widths`` that rebuild the same architecture."""

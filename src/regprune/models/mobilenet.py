@@ -58,6 +58,8 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(PrunableModel):
     """``widths`` as in the module docstring (None = the standard network, width multiplier 1)."""
 
+    rescalable = False  # ReLU6 clips: min(αx, 6) ≠ α·min(x, 6)
+
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, widths: list[int] | None = None,
                  bn_init: float = 1.0, dropout: float = 0.2, prune_mode: str = "inside_blocks"):
         super().__init__()

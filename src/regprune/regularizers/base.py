@@ -1,9 +1,10 @@
 """The regularizer interface: how a sparsity penalty touches the training loop.
 
-The loop calls, per iteration:  loss (+ ``penalty()`` if ``in_loss``) → backward → ``after_backward()``
-(add a (sub)gradient to ``.grad``, after any GradScaler unscale) → optimizer step → ``after_step(lr)``
-(proximal step / clamp) → ``on_iteration(step)`` (growing penalties). ``attach(model)`` is called
-whenever the model changes (start of a phase, after compaction).
+A training phase calls ``on_epoch(epoch)`` at the start of each epoch; the loop calls, per iteration:  loss
+(+ ``penalty()`` if ``in_loss``) → backward → ``after_backward()`` (add a (sub)gradient to ``.grad``, after any
+GradScaler unscale) → optimizer step → ``after_step(lr)`` (proximal step / clamp) → ``on_iteration(step)``
+(growing penalties). ``attach(model)`` is called whenever the model changes (start of a phase, after
+compaction); ``detach()`` when the phase ends.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ class Regularizer:
         self.model = model
 
     def detach(self) -> None:
-        """Undo what ``attach`` hooked into the model (forward hooks); the regularizer is not used after."""
+        """Undo what ``attach`` (or training) hooked into the model (forward hooks, a reparametrisation); the
+        regularizer is not used after."""
+
+    def on_epoch(self, epoch: int) -> None:
+        """Start of the phase's epoch ``epoch`` (0-based; a resumed phase continues at its next epoch)."""
 
     def penalty(self) -> torch.Tensor:
         """The penalty's value (differentiable where the penalty is)."""

@@ -261,3 +261,25 @@ def run_status(run_dir: Path, recorded: str | None) -> str:
     """The status a run folder records, with ``running`` told apart: ``interrupted`` if no job holds its lock
     (killed, or stopped by a failure it could not record)."""
     return "interrupted" if recorded == "running" and not lock_held(run_dir) else recorded
+
+
+class ReadOnlyRecord(RunRecord):
+    """The run folder as the ranks other than 0 of a run across processes see it: rank 0 locks it and writes
+    every file (one folder, one checkpoint), the others only read."""
+
+    @contextlib.contextmanager
+    def lock(self):
+        yield self
+
+    @contextlib.contextmanager
+    def discard_if_left_empty(self):
+        yield self
+
+    def write_text(self, name: str, text: str) -> None:
+        pass
+
+    def write_json(self, name: str, obj: dict) -> None:
+        pass
+
+    def save(self, name: str, obj: dict) -> None:
+        pass

@@ -6,6 +6,7 @@ from .recalibrate import RecalibrateBN
 from .repeat import Repeat
 from .scratch import ScratchRetrain
 from .search import SearchPrune
+from .tick import Tick
 from .train import Finetune, Train
 
-__all__ = ["Finetune", "Phase", "Prune", "RecalibrateBN", "Repeat", "ScratchRetrain", "SearchPrune", "Train"]
+__all__ = ["Finetune", "Phase", "Prune", "RecalibrateBN", "Repeat", "ScratchRetrain", "SearchPrune", "Tick", "Train"]

@@ -16,6 +16,11 @@ class Phase:
     def run(self, runner: Runner, state: RunState, name: str) -> None:
         raise NotImplementedError
 
+    def done(self, runner: Runner, state: RunState) -> bool:
+        """True when the phase has nothing left to do: a ``Repeat`` skips a pass in which a phase is done at its
+        start (Gate Decorator's passes end at the FLOPs target)."""
+        return False
+
     def expand(self, name: str) -> list[tuple[str, Phase]]:
         """The (qualified name, phase) pairs this phase stands for in the flat plan (``Repeat`` unrolls)."""
         return [(name, self)]

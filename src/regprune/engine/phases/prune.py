@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...cost import macs_at_widths, model_cost
+from ...distributed import on_main
 from ...errors import UserError
 from ...models.base import PrunableModel
 from ...pruning import (
@@ -18,11 +19,12 @@ from ...pruning import (
     build_criterion,
     build_importance,
     compact,
+    scores_of,
     select,
     widths_after,
 )
 from ...pruning.criteria import SCOPES, ratio_for_flops
-from ...pruning.importance import constant_outputs
+from ...pruning.importance import Batches, constant_outputs
 from ...pruning.masks import ON_EMPTY
 from ..bn_recalib import recalibrate_bn
 from .base import Phase, role
@@ -88,14 +90,17 @@ class Prune(Phase):
             record_pruning(runner, state, name, PruneResult(peer.masks, peer.threshold), labels, self.recal_batches,
                            compacted=peer.model)
             return
-        result = self.select(state.model, importance, criterion, runner.data.input_shape)
+        runner.train_batches.set_epoch(len(state.history))  # a data-driven importance sees this epoch's batches
+        # across processes rank 0 decides and every rank compacts the same way
+        result = on_main(lambda: self.select(state.model, importance, criterion, runner.data.input_shape,
+                                             runner.train_batches))
         labels = {"prune_ratio": self.ratio if result.ratio is None else result.ratio, "prune_criterion": criterion,
                   "prune_flops_target": self.flops_target, "prune_importance": importance.name}
         record_pruning(runner, state, name, result, labels, self.recal_batches)
 
     def select(self, model: PrunableModel, importance: Importance, criterion: str,
-               input_shape: tuple[int, ...]) -> PruneResult:
-        scores, tiebreak = importance(model), constant_outputs(model)
+               input_shape: tuple[int, ...], batches: Batches | None = None) -> PruneResult:
+        scores, tiebreak = scores_of(importance, model, batches), constant_outputs(model)
         guards = {"min_channels": self.min_channels, "on_empty": self.on_empty,
                   "max_layer_ratio": self.max_layer_ratio}
         if self.flops_target is None:

@@ -14,7 +14,7 @@ import torch
 from ...cost import macs_at_widths
 from ...errors import UserError
 from ...models.base import PrunableModel
-from ...pruning import PruneResult, build_importance, compact, guard, widths_after
+from ...pruning import PruneResult, build_importance, compact, guard, scores_of, widths_after
 from ...pruning.importance import Scores
 from ..bn_recalib import recalibrate_bn
 from ..loop import evaluate
@@ -68,7 +68,8 @@ class SearchPrune(Phase):
         if "val" not in runner.eval_batches:
             raise UserError("schedule=eagleeye scores candidates on held-out data: set dataset.val_fraction > 0")
         model, shape = state.model, runner.data.input_shape
-        scores = build_importance(self.importance)(model)
+        runner.train_batches.set_epoch(len(state.history))
+        scores = scores_of(build_importance(self.importance), model, runner.train_batches)
         full = macs_at_widths(model, model.widths, shape)
         gen = torch.Generator().manual_seed(runner.seed)
         held_out = runner.held_out(self.eval_images)

@@ -52,7 +52,7 @@ class Train(Phase):
 
     def run(self, runner: Runner, state: RunState, name: str) -> None:
         model = state.model
-        forward = runner.forward_module(model)  # weights in the perf layout before the optimizer sees them
+        forward = runner.train_module(model)  # weights in the perf layout before the optimizer sees them
         reg = runner.regularizer(model, state.regularizer if state.epoch > 0 else None) if self.penalty else None
         optimizer = runner.optimizer_spec.build(model, self.weight_decay)
         if state.optimizer is not None:
@@ -62,6 +62,8 @@ class Train(Phase):
             t0 = time.perf_counter()
             lr = lr_at(epoch, self.epochs, base_lr, self.lr_schedule, self.milestones, self.lr_gamma)
             set_lr(optimizer, lr)
+            if reg is not None:
+                reg.on_epoch(epoch)
             runner.train_batches.set_epoch(len(state.history))
             batches = runner.callbacks.watch(runner.train_batches, state.step)
             train, state.step = train_one_epoch(forward, batches, optimizer, reg, epoch=epoch, step=state.step,
@@ -86,6 +88,7 @@ class Train(Phase):
                 runner.checkpoint(state)
         if reg is not None:
             reg.detach()
+            state.regularizer = reg.state_dict()  # what detach undid is not undone again by a later attach
         runner.log_gamma_histogram(model, name, state.step)
         record_accuracies(state, name)
 
