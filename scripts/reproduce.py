@@ -11,6 +11,11 @@ one-stage sweep digits_oneshot the methods that choose their own pruning (OTO, G
 `--paper mini` is the smoke version of the same pipeline: each grid reduced to the calibrated λ, one seed, the
 calibration's trained models reused by the final sweep. `--jobs N` runs a sweep's jobs in N local processes
 (one run after another in each; the digits presets use one thread per run).
+picks λ on the validation split, then the final sweeps (digits_train, digits) run every method at its λ, then the
+controls: multi-pass slimming and EagleEye from the final trained models (digits_multipass, digits_eagleeye) and the
+scratch retraining of every final ℓ1 run. `--paper mini` is the smoke version of the same pipeline: each grid reduced
+to the calibrated λ, one seed, the calibration's trained models reused by the final sweep. `--jobs N` runs a sweep's
+jobs in N local processes (one run after another in each; the digits presets use one thread per run).
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ class Calibrated:
     own_ratio: str = "digits_oneshot"  # one stage: methods that choose their own pruning (OTO, Gate Decorator)
     experiment: str = "digits"  # run folder of the final sweeps (the calibration's is set by its sweeps)
     smoke: bool = False  # each grid reduced to the calibrated λ, one seed (0), trained models shared
+    controls: tuple[str, ...] = ("digits_multipass", "digits_eagleeye")  # sweeps after the final ones
+    scratch: tuple[str, str] = ("digits/l1", "digits/scratch_l1")  # each final run of a method, and its control
 
 
 CALIBRATED = {"digits": Calibrated(), "mini": Calibrated(experiment="mini", smoke=True)}
@@ -80,10 +87,11 @@ def job_status(spec: list[str]) -> tuple[Path, str]:
     return folder, status
 
 
-def estimate(configs: list) -> tuple[str, list[str]]:
+def estimate(configs: list, planned: dict[str, int] | None = None) -> tuple[str, list[str]]:
     """What runs still to do cost, without running them: epochs, image passes and training FLOPs at full width
     (forward 2 × MACs, backward twice that: 6 × MACs per image; pruned fine-tuning costs less), and the
-    datasets that are not on disk."""
+    datasets that are not on disk. ``planned``: the epochs of source runs not made yet (scratch controls train
+    as many as their source)."""
     from omegaconf import OmegaConf
 
     from regprune.cost import count_macs
@@ -97,7 +105,7 @@ def estimate(configs: list) -> tuple[str, list[str]]:
         if dataset.missing():
             missing.add(dataset.missing())
         images, classes, shape = dataset.sizes()
-        n = sum(getattr(phase, "epochs", None) or 0 for _, phase in component(cfg.schedule, "schedule").plan())
+        n = sum(phase_epochs(phase, planned or {}) for _, phase in component(cfg.schedule, "schedule").plan())
         key = json.dumps([OmegaConf.to_container(cfg.model, resolve=True), classes, shape])
         if key not in macs:
             model = component(cfg.model, "model", num_classes=classes, in_channels=shape[0])
@@ -105,6 +113,28 @@ def estimate(configs: list) -> tuple[str, list[str]]:
         epochs, passes, flops = epochs + n, passes + n * images, flops + 6 * macs[key] * n * images
     return (f"{epochs:,} epochs, {passes:,} image passes, at most {flops:.2e} training FLOPs (full width; GPU time "
             "per run is not measured here)"), sorted(missing)
+
+
+def phase_epochs(phase, planned: dict[str, int]) -> int:
+    """Epochs a phase will train; a scratch phase without its own count trains as many as its source run did
+    (read from the source once it is complete, else the source's ``planned`` epochs)."""
+    from regprune.engine.phases.scratch import source_epochs
+    from regprune.errors import UserError
+
+    epochs = getattr(phase, "epochs", None)
+    if epochs is not None or not getattr(phase, "source", None):
+        return epochs or 0
+    try:
+        return source_epochs(Path(phase.source))
+    except UserError:
+        return planned.get(phase.source, 0)
+
+
+def total_epochs(cfg) -> int:
+    """Epochs a run trains over its whole schedule, the phases a ``start_from`` source ran included."""
+    from regprune.run import component
+
+    return sum(getattr(phase, "epochs", None) or 0 for _, phase in component(cfg.schedule, "schedule").all_phases())
 
 
 def replaced(jobs: list[list[str]], values: dict[str, str]) -> list[list[str]]:
@@ -134,9 +164,10 @@ def run_sweep(sweep: str, extra: list[str], dry_run: bool, workers: int = 0) -> 
     return sorted({folder.parent for folder, _ in status})
 
 
-def run_specs(label: str, specs: list[list[str]], dry_run: bool, workers: int) -> list[Path]:
+def run_specs(label: str, specs: list[list[str]], dry_run: bool, workers: int,
+              planned: dict[str, int] | None = None) -> list[Path]:
     """Run the incomplete ones of these runs (full override lists) in ``workers`` local processes."""
-    status = report(label, specs)
+    status = report(label, specs, planned)
     todo = [spec for spec, (_, s) in zip(specs, status, strict=True) if s != "complete"]
     if todo and not dry_run:
         run_local(todo, max(workers, 1))
@@ -144,14 +175,15 @@ def run_specs(label: str, specs: list[list[str]], dry_run: bool, workers: int) -
     return sorted({folder.parent for folder, _ in status})
 
 
-def report(label: str, specs: list[list[str]]) -> list[tuple[Path, str]]:
-    """Print how many of these runs are complete and what the others cost; return each one's (folder, status)."""
+def report(label: str, specs: list[list[str]], planned: dict[str, int] | None = None) -> list[tuple[Path, str]]:
+    """Print how many of these runs are complete and what the others cost (``planned``: see ``estimate``); return
+    each one's (folder, status)."""
     status = [job_status(spec) for spec in specs]
     done = sum(s == "complete" for _, s in status)
     print(f"[reproduce] {label}: {len(specs)} runs, {done} complete, {len(specs) - done} to run", flush=True)
     if done < len(specs):
         cost, missing = estimate([job_config(spec) for spec, (_, s) in zip(specs, status, strict=True)
-                                  if s != "complete"])
+                                  if s != "complete"], planned)
         print(f"[reproduce]   to run: {cost}", flush=True)
         for line in missing:
             print(f"[reproduce]   missing data: {line}", flush=True)
@@ -234,10 +266,32 @@ def reproduce_calibrated(name: str, plan: Calibrated, args) -> list[Path]:
     for stage, sweep in enumerate(plan.final, 1):
         specs = [[f"sweep={sweep}", *job, *extra] for job in replaced(sweep_jobs(sweep, extra), seeds)]
         folders += run_specs(f"{name}: final stage {stage} of 2 (sweep={sweep})", specs, args.dry_run, args.jobs)
+    controls, planned = control_specs(plan, specs, extra, seeds)  # specs: final stage 2's runs
     specs = [[f"sweep={plan.own_ratio}", *job, *extra] for job in replaced(sweep_jobs(plan.own_ratio, extra), seeds)]
     folders += run_specs(f"{name}: own-ratio methods, one stage (sweep={plan.own_ratio}, provisional λ)", specs,
                          args.dry_run, args.jobs)
+    folders += run_specs(f"{name}: controls ({', '.join(f'sweep={s}' for s in plan.controls)}, "
+                         f"experiment={plan.scratch[1]})", controls, args.dry_run, args.jobs, planned)
     return folders
+
+
+def control_specs(plan: Calibrated, final: list[list[str]], extra: list[str],
+                  seeds: dict[str, str]) -> tuple[list[list[str]], dict[str, int]]:
+    """The runs of the controls: every job of ``plan.controls`` (seeds replaced as in the final sweeps), and the
+    scratch control (``plan.scratch[1]``) of each ``final`` run (stage-2 override lists) of the method
+    ``plan.scratch[0]``, same seed, that run's folder as its source; with the epochs each source is planned to
+    train (the scratch control trains as many)."""
+    specs = [[f"sweep={sweep}", *job, *extra] for sweep in plan.controls
+             for job in replaced(sweep_jobs(sweep, extra), seeds)]
+    method, control = plan.scratch
+    planned = {}
+    for spec in final:
+        if f"experiment={method}" in spec:
+            source = str(job_status(spec)[0])
+            planned[source] = total_epochs(job_config(spec))
+            specs.append([f"experiment={control}", *(o for o in spec if o.startswith("seed=")),
+                          f"schedule.retrain.source={source}", *extra])
+    return specs, planned
 
 
 def run_folder_root(sweep: str, extra: list[str]) -> Path:

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ def reproduce():
 
     spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = module  # a dataclass looks its module up while the script executes
     spec.loader.exec_module(module)
     yield module
     GlobalHydra.instance().clear()
@@ -179,7 +181,7 @@ def test_digits_sweep_pair_prunes_its_trained_model(reproduce, tmp_path):
     for folder, _ in status:
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["started_from_id"] == "digits-l1-lam0.02-trained-s0" and metrics["regularizer"] == "l1"
-        assert f"prune.ratio{metrics['prune_ratio']:g}" in folder.name
+        assert folder.name == f"digits-l1-lam0.02-p{metrics['prune_ratio']:g}-s0"  # the id the controls point at
 
 
 # -- item 3: console lines when the output goes to a file; TensorBoard next to W&B --------------------

@@ -148,8 +148,9 @@ def test_sweep_jobs_compose_with_three_seeds(sweep):
         elif cfg.schedule.start_from is None:  # one stage: OTO (train, remove its zero groups), Gate Decorator
             assert (cfg.schedule.name, *phases[:2]) in {("oto", "train", "prune"),
                                                         ("gate_decorator", "train", "pass1.tick")}
-        else:  # Gate Decorator's passes prune a trained model until its FLOPs target
-            assert phases[0] in ("prune", "pass1.tick") and cfg.schedule.start_from.endswith(f"-trained-s{cfg.seed}")
+        else:  # from a trained model: prune, a repeated pass (Gate Decorator's tick, multi-pass), EagleEye's search
+            first = phases[0].rpartition(".")[2]  # a repeated pass's phases are named pass<i>.<phase>
+            assert first in ("prune", "tick", "search") and cfg.schedule.start_from.endswith(f"-trained-s{cfg.seed}")
 
 
 def test_stage_two_prunes_the_run_stage_one_trains():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from regprune import regularizers as R
 from regprune.cost import count_macs
 from regprune.models import build_model
 from regprune.models.base import ChannelGroup, PrunableModel
-from regprune.pruning import Threshold, compact, select, valley_threshold
+from regprune.pruning import Threshold, compact, load_pruned, select, valley_threshold
 from regprune.regularizers import prox
 from regprune.regularizers.groups import group_scores, weight_groups
 from regprune.regularizers.rsnli import channel_costs
@@ -658,3 +659,19 @@ def test_l1_2_prox_zeroes_weights_and_removes_whole_channels(tmp_path):
     kept, total = metrics["kept_channels"], metrics["total_channels"]
     assert sum(kept.values()) < sum(total.values())
     assert metrics["macs"] < metrics["macs_unpruned"]
+
+
+def test_pruning_a_model_the_penalty_flattened_completes(tmp_path):
+    """A λ so strong that every γ ends at 0 (a calibration grid's top value) is a poor result, not a bad input: the
+    run that prunes that model completes (only a run whose first phase trains with the penalty checks that it acts:
+    tests/test_bad_inputs.py)."""
+    from regprune.run import run
+
+    common = [*FAST, "regularizer=lp_half", "regularizer.update=prox", "regularizer.lam=30", f"run.root={tmp_path}"]
+    trained = run(compose([*common, "schedule.stop_after=train", "run.id=trained"]))
+    gammas = torch.cat([m.weight.detach().flatten() for m in load_pruned(Path(trained["run_dir"]) / "trained.pt")
+                        .modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert not gammas.any()  # every gate γ is exactly 0: the penalty is flat everywhere now
+    pruned = run(compose([*common, f"schedule.start_from={trained['run_dir']}", "schedule.prune.criterion=percentile",
+                          "run.id=pruned"]))
+    assert pruned["status"] == "complete" and pruned["acc_pruned"] == pruned["acc_pruned_masked"]

@@ -102,13 +102,16 @@ def resolve_device(name: str, world: distributed.World = distributed.SINGLE) -> 
 def check_compatible(regularizer: Regularizer, model: PrunableModel, schedule: Schedule) -> None:
     """Fail before any work if the regularizer cannot act on this model (e.g. γ penalties need BN) or in this
     schedule. Copies attach, so the model keeps nothing of the check (the runner attaches fresh regularizers)."""
+    plan = schedule.plan()
+    first = plan[0][1] if plan else None
     try:
-        copy.deepcopy(regularizer).attach(copy.deepcopy(model))
+        attached = copy.deepcopy(regularizer)
+        attached.attach(copy.deepcopy(model))
     except ValueError as e:
         raise UserError(f"regularizer={regularizer.name} cannot be used with model={type(model).__name__}: {e}") \
             from None
-    plan = schedule.plan()
-    first = plan[0][1] if plan else None
+    if getattr(first, "penalty", False):  # a pruning run's model may be one the penalty has flattened: no check
+        attached.check_acts()
     if getattr(regularizer, "needs_trained_model", False) and schedule.start_from is None and \
             getattr(first, "penalty", False):
         raise UserError(f"regularizer={regularizer.name} selects what to prune from a trained model, but its penalty "

@@ -53,9 +53,18 @@ def label(method: str) -> str:
     return LABELS.get(base, base) + (" prox" if prox else "")
 
 
-def with_lam(method: str, lam: float) -> str:
-    """The method's label with its penalty strength (none for the baseline)."""
-    return label(method) + ("" if method == BASELINE else f" λ={lam:g}")
+# schedules that make a row a method of its own (docs/methods.md, Multi-pass network slimming; EagleEye)
+SCHEDULES = {"ns_multipass": "{} multi-pass", "eagleeye": "EagleEye search from {}"}
+
+
+def with_schedule(method: str, schedule: str | None) -> str:
+    """The method's label, naming the schedule where it is not the plain one (``ℓ1 (NS) multi-pass``)."""
+    return SCHEDULES.get(schedule, "{}").format(label(method))
+
+
+def with_lam(method: str, lam: float, schedule: str | None = None) -> str:
+    """The method's label (and schedule) with its penalty strength (none for the baseline)."""
+    return with_schedule(method, schedule) + ("" if method == BASELINE else f" λ={lam:g}")
 
 
 def color(method: str) -> str:

@@ -92,6 +92,7 @@ ACCURACY = [
     Column("right after pruning", interval("acc_pruned"), has("acc_pruned")),
     Column("masked − compacted (max)", lambda r: number(r.pruned_masked_gap_max), has("pruned_masked_gap")),
     Column("+ adaptive BN", interval("acc_pruned_recal"), has("acc_pruned_recal")),
+    Column("median candidate + adaptive BN", interval("acc_search_median_recal"), has("acc_search_median_recal")),
     Column("BN recalibrated (phase)", interval("acc_recalibrated"), has("acc_recalibrated")),
     Column("fine-tuned", interval("acc_finetuned_final"), has("acc_finetuned_final")),
     Column("scratch", interval("acc_scratch"), has("acc_scratch")),
@@ -101,6 +102,8 @@ VALIDATION = [
     Column("trained", interval("val_acc_trained_final"), has("val_acc_trained_final")),
     Column("right after pruning", interval("val_acc_pruned"), has("val_acc_pruned")),
     Column("+ adaptive BN", interval("val_acc_pruned_recal"), has("val_acc_pruned_recal")),
+    Column("median candidate + adaptive BN", interval("val_acc_search_median_recal"),
+           has("val_acc_search_median_recal")),
     Column("fine-tuned", interval("val_acc_finetuned_final"), has("val_acc_finetuned_final")),
 ]
 COST = [

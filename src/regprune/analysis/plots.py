@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import labels
-from .summary import REFERENCE
+from .summary import REFERENCE, unpruned
 
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.3,
                      "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 8,
@@ -47,7 +47,7 @@ def lines(frame: pd.DataFrame) -> list[Line]:
         if variant:
             marker, ls = VARIANTS[variant % len(VARIANTS)]
             style = {**style, "marker": marker, "ls": ls}
-        text = labels.with_lam(method, lam)
+        text = labels.with_lam(method, lam, rows.schedule.iloc[0])
         extra = rows.setting_label.iloc[0] if "setting_label" in rows and isinstance(
             rows.setting_label.iloc[0], str) else ""
         out.append(Line(method, text + (f" [{extra}]" if extra else ""), style, rows))
@@ -64,7 +64,7 @@ def _panel(frame: pd.DataFrame, model: str, dataset: str) -> pd.DataFrame:
 
 
 def _baselines(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[(summary.regularizer == labels.BASELINE) & summary.prune_ratio.isna()]
+    return summary[(summary.regularizer == labels.BASELINE) & unpruned(summary)]
 
 
 def _pruned(summary: pd.DataFrame) -> pd.DataFrame:
@@ -139,7 +139,7 @@ def acc_vs_flops(summary: pd.DataFrame, model: str, dataset: str, vs_paper: pd.D
     with 95% bands; hollow: the penalty-trained model before pruning; dashed: the baseline."""
     rows = _panel(summary, model, dataset)
     pruned = lines(_pruned(rows))
-    trained = rows[rows.prune_ratio.isna()]
+    trained = rows[unpruned(rows)]
     many = len(pruned) > MANY
     if many:
         fig, axes = _grid(len(pruned))

@@ -22,8 +22,8 @@ from .settings import effective_config, setting_hash
 
 KEYS = ["model", "dataset", "regularizer", "lam", "schedule", "prune_ratio", "setting"]
 ACCURACY = ["acc_trained_final", "acc_trained_best", "acc_trained_at_best_val", "acc_pruned", "acc_pruned_masked",
-            "acc_pruned_recal", "acc_recalibrated", "acc_finetuned_final", "acc_finetuned_best",
-            "acc_finetuned_at_best_val", "acc_final", "acc_best"]
+            "acc_pruned_recal", "acc_search_median_recal", "acc_recalibrated", "acc_finetuned_final",
+            "acc_finetuned_best", "acc_finetuned_at_best_val", "acc_final", "acc_best"]
 VALIDATION = [f"val_{m}" for m in ACCURACY if m not in ("acc_final", "acc_best") and "at_best_val" not in m]
 COST = ["channels_pruned_ratio", "params", "macs", "flops", "params_unpruned", "macs_unpruned", "flops_unpruned",
         "params_reduction", "flops_reduction"]
@@ -92,6 +92,8 @@ def read_run(run_dir: str | Path, root: str | Path | None = None) -> dict:
     row["source"] = str(source.resolve()) if source else None
     row["train_seed"] = trainer_metrics.get("seed", metrics.get("seed"))
     ratio = metrics.get("prune_ratio")  # recorded by the prune phase; a run that stopped before has none
+    if ratio is not None and metrics.get("passes"):  # multi-pass: the total asked, 1 - (1 - r)^passes
+        ratio = round(1 - (1 - ratio) ** len(metrics["passes"]), 3)
     row["prune_ratio"] = float("nan") if ratio is None else ratio
     trained = epochs_run(trainer, "train")
     row["train_epochs"] = trained if trained is not None else (schedule.get("train") or {}).get("epochs")

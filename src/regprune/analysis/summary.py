@@ -123,7 +123,8 @@ def summarize(runs: pd.DataFrame, reference: str = REFERENCE) -> tuple[pd.DataFr
                      "dirty_runs": int(g.get("git_dirty", pd.Series(dtype=object)).eq(True).sum())})
     summary = pd.DataFrame(rows).merge(describe(kept, present), on=KEYS, how="left")
     names = setting_labels(kept)
-    summary.insert(KEYS.index("regularizer") + 1, "method", summary.regularizer.map(labels.label))
+    summary.insert(KEYS.index("regularizer") + 1, "method",
+                   [labels.with_schedule(m, s) for m, s in zip(summary.regularizer, summary.schedule, strict=True)])
     summary.insert(len(KEYS) + 1, "setting_label", summary.setting.map(names).fillna(""))
     values = seed_values(kept)
     summary = attach_baselines(summary, values)
@@ -138,6 +139,12 @@ def _position(r: pd.Series) -> tuple:
             -1.0 if pd.isna(r.prune_ratio) else r.prune_ratio)
 
 
+def unpruned(summary: pd.DataFrame) -> pd.Series:
+    """Rows that pruned nothing: no ratio and no channel pruned (a FLOPs-target search records no ratio)."""
+    pruned = summary.get("channels_pruned_ratio_mean", pd.Series(np.nan, index=summary.index)).fillna(0) > 0
+    return summary.prune_ratio.isna() & ~pruned
+
+
 def _best(cands: pd.DataFrame, row: pd.Series) -> pd.Series:
     """The candidate row most like ``row``: same experiments, then same training length, then most seeds."""
     cands = cands.assign(_exp=(cands.experiments == row.experiments).astype(int),
@@ -148,7 +155,7 @@ def _best(cands: pd.DataFrame, row: pd.Series) -> pd.Series:
 def attach_baselines(summary: pd.DataFrame, values: dict[tuple, pd.DataFrame]) -> pd.DataFrame:
     """The unpenalised baseline (regularizer none, not pruned) of the same model and dataset, and the drop
     from it: baseline − final accuracy, paired over common seeds (difference of means when none are common)."""
-    base = summary[(summary.regularizer == labels.BASELINE) & summary.prune_ratio.isna()]
+    base = summary[(summary.regularizer == labels.BASELINE) & unpruned(summary)]
     cols = {"baseline_acc": math.nan, "baseline_acc_ci": math.nan, "baseline_n": 0, "baseline_setting": None,
             "drop_diff": math.nan, "drop_ci": math.nan, "drop_n": 0}
     out = summary.assign(**cols)

@@ -44,6 +44,10 @@ class Regularizer:
         """Undo what ``attach`` (or training) hooked into the model (forward hooks, a reparametrisation); the
         regularizer is not used after."""
 
+    def check_acts(self) -> None:
+        """Refuse (UserError) a penalty that would not act on the attached model's current weights; checked when a
+        run's first phase trains with the penalty."""
+
     def on_epoch(self, epoch: int) -> None:
         """Start of the phase's epoch ``epoch`` (0-based; a resumed phase continues at its next epoch)."""
 

@@ -18,7 +18,6 @@ import math
 import torch
 
 from ..errors import UserError
-from ..models.base import PrunableModel
 from . import penalties as P
 from . import prox
 from .base import UPDATES, BNRegularizer, checked_update
@@ -39,12 +38,11 @@ class ElementwiseBN(BNRegularizer):
     def has_prox(self) -> bool:
         return True
 
-    def attach(self, model: PrunableModel) -> None:
-        super().attach(model)
+    def check_acts(self) -> None:
         gammas = self.flat()
         if self.lam > 0 and not self.rho_grad(gammas).any():
             raise UserError(f"regularizer={self.name}: the penalty's gradient is 0 at every gate γ of "
-                            f"{type(model).__name__} (|γ| in [{float(gammas.abs().min()):.3g}, "
+                            f"{type(self.model).__name__} (|γ| in [{float(gammas.abs().min()):.3g}, "
                             f"{float(gammas.abs().max()):.3g}]), so it would not act{self.flat_hint()}")
 
     def flat_hint(self) -> str:

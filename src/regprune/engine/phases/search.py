@@ -1,7 +1,8 @@
 """EagleEye's pruning search (Li et al., ECCV 2020; docs/methods.md, EagleEye): random layer-wise pruning
 ratios at a FLOPs target, filters ranked by ℓ1 norm within each layer, BN statistics re-estimated on a few
 training batches (adaptive BN), each candidate scored on held-out data; the best one is kept (``acc_pruned_recal``;
-the median candidate's test accuracy after adaptive BN is recorded beside it, ``acc_search_median_recal``)."""
+the median candidate's accuracy after adaptive BN is recorded beside it, ``acc_search_median_recal`` and its
+``val_`` twin)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ...pruning.importance import Scores
 from ..bn_recalib import recalibrate_bn
 from ..loop import evaluate
 from .base import Phase
-from .prune import record_pruning
+from .prune import accuracies, record_pruning
 
 if TYPE_CHECKING:
     from ..runner import Runner, RunState
@@ -90,7 +91,7 @@ class SearchPrune(Phase):
         ranked = sorted(candidates, key=lambda c: c["score"])
         median, best = ranked[(len(ranked) - 1) // 2], ranked[-1]
         median_model = self.recalibrated(runner, model, median["result"], len(state.history))
-        state.metrics.update({"acc_search_median_recal": runner.evaluate(median_model)["test_acc"],
+        state.metrics.update({**accuracies("acc_search_median_recal", runner.evaluate(median_model)),
                               "search_best_score": best["score"], "search_median_score": median["score"],
                               "search_candidates": len(candidates)})
         record_pruning(runner, state, name, best["result"], {
