@@ -42,7 +42,7 @@ reproduce: setup  ## paper sweeps on CIFAR (GPU expected); PAPER=ns2017|bui2020|
 reproduce-digits: setup  ## the digits benchmark on CPU: lambda calibrated on validation, 3 seeds -> results/digits/
 	$(PY) scripts/reproduce.py --paper digits --jobs 2 $(OVERRIDES)
 
-reproduce-mini: setup  ## smoke run of the digits pipeline (calibrated lambda, one seed) -> results/mini/
+reproduce-mini: setup  ## smoke run of the digits pipeline (calibrated lambda, one seed) -> outputs/mini/
 	$(PY) scripts/reproduce.py --paper mini --jobs 2 $(OVERRIDES)
 
 lint: setup

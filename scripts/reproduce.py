@@ -304,9 +304,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--paper", default="all", choices=["all", *PAPERS, *CALIBRATED])
     ap.add_argument("--tables", default=None, help="output folder for tables (default results/tables/<paper>; "
-                    "digits and mini: results/<paper>)")
+                    "digits: results/digits; mini: outputs/mini)")
     ap.add_argument("--figures", default=None, help="output folder for figures (default results/figures/<paper>; "
-                    "digits and mini: results/<paper>/figures)")
+                    "digits: results/digits/figures; mini: outputs/mini/figures)")
     ap.add_argument("--jobs", type=int, default=0, help="run sweeps in this many local processes "
                     "(default 0: through Hydra's launcher)")
     ap.add_argument("--dry-run", action="store_true", help="only count complete and remaining runs")
@@ -318,7 +318,7 @@ def main() -> None:
     for paper in papers:
         if paper in CALIBRATED:
             folders = reproduce_calibrated(paper, CALIBRATED[paper], args)
-            default = ROOT / "results" / paper
+            default = ROOT / ("outputs" if CALIBRATED[paper].smoke else "results") / paper  # a smoke run: not committed
             tables, figures = args.tables or str(default), args.figures or str(default / "figures")
         else:
             folders = []

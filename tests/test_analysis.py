@@ -348,12 +348,12 @@ def test_analysis_outputs_default_to_ignored_folders():
     out = collect_script.arguments().parse_args(["runs"]).out
     figures = make_figures.arguments().parse_args([])
     assert figures.tables == out
-    paths = [out / "summary.md", figures.out / "acc_vs_flops_x.png", ROOT / "results" / "mini" / "machine" /
+    paths = [out / "summary.md", figures.out / "acc_vs_flops_x.png", ROOT / "results" / "digits" / "machine" /
              "timing.md"]
     for path in paths:
         check = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT)
         assert check.returncode == 0, f"{path} is not ignored by git"
-    assert subprocess.run(["git", "check-ignore", "-q", str(ROOT / "results" / "mini" / "summary.md")],
+    assert subprocess.run(["git", "check-ignore", "-q", str(ROOT / "results" / "digits" / "summary.md")],
                           cwd=ROOT).returncode == 1
 
 

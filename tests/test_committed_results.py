@@ -1,5 +1,5 @@
-"""The committed mini reproduction regenerates exactly: two of its runs (an l1 penalty training and its pruning
-at 50%), repeated here on CPU with the thread count the committed runs record, give the committed rows of
+"""The committed digits benchmark regenerates exactly: two of its runs (the l1 penalty training of seed 0 and its
+pruning at 50%), repeated here on CPU with the thread count the committed runs record, give the committed rows of
 runs.csv and kept_channels.csv character for character. Machine-dependent figures are not in those files."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from conftest import ROOT, compose
 from regprune.analysis.collect import collect
 from regprune.analysis.runs import KEYS
 
-COMMITTED = ROOT / "results" / "mini"
-# (sweep, overrides) of each job, as `make reproduce-mini` composes them
-SLICE = [("mini_train", ["experiment=mini/l1", "seed=0"]),
-         ("mini", ["experiment=mini/l1", "schedule.prune.ratio=0.5", "seed=0"])]
+COMMITTED = ROOT / "results" / "digits"
+# (sweep, overrides) of each job, as `make reproduce-digits` composes them
+SLICE = [("digits_train", ["experiment=digits/l1", "seed=0"]),
+         ("digits", ["experiment=digits/l1", "schedule.prune.ratio=0.5", "seed=0"])]
 MATCH = [*KEYS, "seed"]  # a run id holds the run root (through schedule.start_from): match rows on settings
 NOT_COMPARED = ["run", "run_id", "git_dirty"]
 
@@ -23,19 +23,16 @@ def rows_of(frame: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
     return frame.merge(keys[MATCH], on=MATCH, how="inner").sort_values(MATCH).reset_index(drop=True)
 
 
-def test_committed_mini_slice_regenerates_exactly(tmp_path):
+def test_committed_digits_slice_regenerates_exactly(tmp_path):
     committed = pd.read_csv(COMMITTED / "runs.csv", dtype=str, keep_default_na=False)
     assert {"threads", "device", "train_seed"} <= set(committed.columns), \
-        "results/mini predates the current table format: regenerate it with make reproduce-mini"
+        "results/digits predates the current table format: regenerate it with make reproduce-digits"
     from regprune.run import run
 
     for sweep, job in SLICE:
         cfg = compose([f"sweep={sweep}", *job, f"run.root={tmp_path / 'runs'}", "device=cpu"])
-        experiment, name = cfg.run.experiment, cfg.run.name
-        mine = committed[(committed.experiment == experiment) & committed.run_id.str.startswith(f"{name}-")]
-        mine = mine[mine.schedule == ("train" if sweep.endswith("_train") else "ns")]
-        mine = mine[mine.prune_ratio == ("" if sweep.endswith("_train") else "0.5")]
-        assert len(mine) == 1, f"results/mini has no row for {job} of sweep={sweep}: regenerate it"
+        mine = committed[committed.run_id == cfg.run.id]
+        assert len(mine) == 1, f"results/digits has no run {cfg.run.id} (sweep={sweep}): regenerate it"
         assert mine.device.iloc[0] == "cpu"
         threads = int(mine.threads.iloc[0])
         run(compose([f"sweep={sweep}", *job, f"run.root={tmp_path / 'runs'}", "device=cpu", f"threads={threads}"]))
@@ -43,7 +40,7 @@ def test_committed_mini_slice_regenerates_exactly(tmp_path):
     again = pd.read_csv(tmp_path / "tables" / "runs.csv", dtype=str, keep_default_na=False)
     assert len(again) == 2 and len(tables["summary"]) == 2
     want = rows_of(committed, again)
-    assert len(want) == 2, "the regenerated runs' settings are not in results/mini: regenerate it"
+    assert len(want) == 2, "the regenerated runs' settings are not in results/digits: regenerate it"
     columns = [c for c in want.columns if c not in NOT_COMPARED]
     pd.testing.assert_frame_equal(rows_of(again, want)[columns], want[columns])
     kept = pd.read_csv(COMMITTED / "kept_channels.csv", dtype=str, keep_default_na=False)
