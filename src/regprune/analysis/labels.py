@@ -54,7 +54,8 @@ def label(method: str) -> str:
 
 
 # schedules that make a row a method of its own (docs/methods.md, Multi-pass network slimming; EagleEye)
-SCHEDULES = {"ns_multipass": "{} multi-pass", "eagleeye": "EagleEye search from {}"}
+SCHEDULES = {"ns_multipass": "{} multi-pass", "eagleeye": "EagleEye search from {}",
+             "gate_decorator": "Gate Decorator (tick-tock, {} tock)"}
 
 
 def with_schedule(method: str, schedule: str | None) -> str:

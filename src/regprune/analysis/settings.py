@@ -80,7 +80,8 @@ def setting_labels(runs: pd.DataFrame,
             labels.update(dict.fromkeys(configs, ""))
             continue
         keys = sorted(set().union(*configs.values()))
-        differ = [k for k in keys if len({c.get(k, "–") for c in configs.values()}) > 1]
+        # a key only some settings have (the pruning phases a training-only stage did not run) tells nothing apart
+        differ = [k for k in keys if len({c[k] for c in configs.values() if k in c}) > 1]
         for s, c in configs.items():
             labels[s] = ", ".join(f"{short_key(k)}={c.get(k, '–')}" for k in differ)
     return labels
