@@ -30,11 +30,9 @@ def reproduce():
     """scripts/reproduce.py as a module; it initialises Hydra once per process, cleared again afterwards."""
     from hydra.core.global_hydra import GlobalHydra
 
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = module  # a dataclass looks its module up while the script executes
-    spec.loader.exec_module(module)
-    yield module
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.insert(0, str(ROOT / "scripts"))
+    yield importlib.import_module("reproduce")  # the one module object (its local pool pickles its functions)
     GlobalHydra.instance().clear()
 
 

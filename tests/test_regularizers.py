@@ -591,6 +591,7 @@ EXTRA = {n: ["schedule.prune.scope=layer"] for n in ("group_lasso", "group_lasso
 EXTRA["polarization"] = ["schedule.prune.criterion=percentile"]
 EXTRA["l1_2_prox"] = ["schedule.prune.criterion=percentile", "schedule.prune.scope=layer"]
 EXTRA["rsnli"] = ["schedule.prune.criterion=percentile"]  # its zero detection needs more than one epoch of ISTA
+EXTRA["oto"] = ["schedule.prune.criterion=percentile", "schedule.prune.scope=layer"]  # zero groups: tests/test_oto.py
 EXTRA["greg"] = ["schedule=greg", "schedule.pretrain.epochs=1"]  # GReg starts from a trained model
 # so do these gate methods; gate methods detect zeros, which one epoch does not reach: asked for the percentile
 EXTRA |= {n: ["schedule=gates", "schedule.pretrain.epochs=1"] for n in ("dmc", "gdp", "resrep", "bar", "scop", "gal")}
