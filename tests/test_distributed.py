@@ -118,6 +118,8 @@ def gammas_after_an_epoch(rank: int, port: int, regularizer: str, out: str) -> N
         dist.all_gather(gathered, gamma)
         if rank == 0:
             torch.save(gathered, out)
+        del model, reg, optimizer, data  # DDP's reducer goes before its process group does
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

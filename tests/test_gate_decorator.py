@@ -49,7 +49,8 @@ def test_tick_pass_moves_only_the_gates_and_the_last_linear_layer():
     assert state.step == 2 and frozen == {n: p.requires_grad for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("target,step", [(0.45, 0.2), (0.3, 0.25)])
+@pytest.mark.parametrize("target,step", [pytest.param(0.45, 0.2, marks=[pytest.mark.slow, pytest.mark.ci]),
+                                         (0.3, 0.25)])
 def test_tick_tock_reaches_the_flops_target_within_2_percent_and_skips_later_passes(tmp_path, target, step):
     from regprune.run import run
 

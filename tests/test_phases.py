@@ -125,6 +125,8 @@ def metrics(root) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
 
+@pytest.mark.slow
+@pytest.mark.ci
 def test_multipass_scratch_and_eagleeye_end_to_end(tmp_path):
     mp = tmp_path / "mp"
     train([*TINY, "regularizer.lam=1e-3", "schedule=ns_multipass", "schedule.pass.times=2",
