@@ -28,19 +28,24 @@ from .base import BNRegularizer, checked_update
 COSTS = ("memory", "macs")
 
 
+def channel_weights(module: nn.Module, per_out: bool) -> float:
+    """Weights one output (``per_out``) or one input channel of a conv/linear holds; 0 for other modules (BN's two
+    per-channel parameters are not counted, as in the authors' code)."""
+    if isinstance(module, nn.Linear):
+        return float(module.in_features if per_out else module.out_features)
+    if isinstance(module, nn.modules.conv._ConvNd):
+        fan = module.in_channels if per_out else module.out_channels
+        return float(module.weight[0, 0].numel() * fan // module.groups)
+    return 0.0
+
+
 def channel_costs(model: PrunableModel, out_hw: dict[str, int]) -> dict[str, float]:
     """MACs per channel of each group, given each conv's output H·W (``out_hw``, by module name)."""
     modules = dict(model.named_modules())
 
     def macs(name: str, per_out: bool) -> float:
-        m = modules[name]
-        if isinstance(m, nn.Linear):
-            return float(m.in_features if per_out else m.out_features)
-        if isinstance(m, nn.modules.conv._ConvNd):
-            k = m.weight[0, 0].numel()
-            fan = m.in_channels if per_out else m.out_channels
-            return float(out_hw[name] * fan // m.groups * k)
-        return 0.0  # BN and other per-channel modules: negligible, not counted
+        spatial = out_hw[name] if isinstance(modules[name], nn.modules.conv._ConvNd) else 1
+        return spatial * channel_weights(modules[name], per_out)
 
     return {g.name: sum(macs(n, True) for n in g.out) + sum(macs(n, False) for n in g.inp)
             for g in model.channel_groups()}
@@ -50,17 +55,8 @@ def channel_memory(model: PrunableModel, out_hw: dict[str, int], input_hw: int) 
     """Memory per channel of each group, in units of the input image's H·W (``input_hw``): the channel's feature
     map at each gate (``out_hw`` by module name) plus its weights in its producers and consumers."""
     modules = dict(model.named_modules())
-
-    def weights(name: str, per_out: bool) -> float:
-        m = modules[name]
-        if isinstance(m, nn.Linear):
-            return float(m.in_features if per_out else m.out_features)
-        if isinstance(m, nn.modules.conv._ConvNd):
-            return float(m.weight[0, 0].numel() * (m.in_channels if per_out else m.out_channels) // m.groups)
-        return 0.0  # BN parameters: two per channel, not counted (as in the authors' code)
-
-    return {g.name: (sum(out_hw[b] for b in g.gates) + sum(weights(n, True) for n in g.out)
-                     + sum(weights(n, False) for n in g.inp)) / input_hw
+    return {g.name: (sum(out_hw[b] for b in g.gates) + sum(channel_weights(modules[n], True) for n in g.out)
+                     + sum(channel_weights(modules[n], False) for n in g.inp)) / input_hw
             for g in model.channel_groups()}
 
 
