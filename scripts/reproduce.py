@@ -6,16 +6,12 @@ each sweep this prints how many of its runs are complete and how many remain.
 
 `--paper digits` (`make reproduce-digits`) first calibrates λ: each method's grid (in its preset) is trained at
 a calibration seed and pruned at 50/70% (sweeps digits_calibration_train, digits_calibration), scripts/calibrate.py
-picks λ on the validation split, then the final sweeps (digits_train, digits) run every method at its λ, and the
-one-stage sweep digits_oneshot the methods that choose their own pruning (OTO, Gate Decorator; λ provisional).
-`--paper mini` is the smoke version of the same pipeline: each grid reduced to the calibrated λ, one seed, the
-calibration's trained models reused by the final sweep. `--jobs N` runs a sweep's jobs in N local processes
-(one run after another in each; the digits presets use one thread per run).
-picks λ on the validation split, then the final sweeps (digits_train, digits) run every method at its λ, then the
-controls: multi-pass slimming and EagleEye from the final trained models (digits_multipass, digits_eagleeye) and the
-scratch retraining of every final ℓ1 run. `--paper mini` is the smoke version of the same pipeline: each grid reduced
-to the calibrated λ, one seed, the calibration's trained models reused by the final sweep. `--jobs N` runs a sweep's
-jobs in N local processes (one run after another in each; the digits presets use one thread per run).
+picks λ on the validation split, then the final sweeps (digits_train, digits) run every method at its λ, the
+one-stage sweep digits_oneshot the methods that choose their own pruning (OTO, Gate Decorator; λ provisional), and
+the controls: multi-pass slimming and EagleEye from the final trained models (digits_multipass, digits_eagleeye) and
+the scratch retraining of every final ℓ1 run. `--paper mini` is the smoke version of the same pipeline: each grid
+reduced to the calibrated λ, one seed, the calibration's trained models reused by the final sweep. `--jobs N` runs
+a sweep's jobs in N local processes (one run after another in each; the digits presets use one thread per run).
 """
 
 from __future__ import annotations
