@@ -118,7 +118,7 @@ def test_dmc_budget_term_vanishes_within_budget_and_weights_stay_frozen():
     reg = R.DMC(lam=2.0, flops_target=0.9)
     model, x, y = attached(reg)
     with torch.no_grad():
-        reg.params[-1].fill_(-1.0)  # the last layer closed: within 90% of the FLOPs
+        reg.params[-1][1:].fill_(-1.0)  # the last layer closed but one gate: within 90% of the FLOPs
     assert float(reg.penalty().detach()) == 0.0
     weights = {n: p.detach().clone() for n, p in model.named_parameters() if not n.endswith(".gate")}
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2)
@@ -131,6 +131,21 @@ def test_dmc_budget_term_vanishes_within_budget_and_weights_stay_frozen():
     assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters() if n in weights)
     for p, t0, g in zip(reg.params, theta, grads, strict=True):
         torch.testing.assert_close(p.detach(), (t0 - 0.1 * g).clamp(-1, 1), rtol=0, atol=1e-15)
+
+
+def test_dmc_keeps_the_last_open_gate_of_a_layer_open():
+    reg = R.DMC(lam=2.0, flops_target=0.5)
+    attached(reg)
+    start = torch.linspace(-0.5, 0.01, len(reg.params[0]), dtype=reg.params[0].dtype)
+    with torch.no_grad():
+        reg.params[0].copy_(start)
+        reg.params[1].fill_(0.3)
+    grads = [torch.full_like(p, 0.1) for p in reg.params]  # one step closes every gate of the first layer
+    reg.step_gates(1.0, grads)
+    first, second = reg.params[0].detach(), reg.params[1].detach()
+    assert int((first > 0).sum()) == 1 and int(first.argmax()) == len(first) - 1 and float(first.max()) > 0
+    torch.testing.assert_close(first[:-1], (start - 0.1)[:-1].clamp(-1, 1))
+    assert (second > 0).all()  # a layer with open gates left is stepped as is
 
 
 # ---- GDP ---------------------------------------------------------------------------------------------------

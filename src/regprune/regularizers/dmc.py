@@ -10,7 +10,9 @@ constraint enters the loss as
 with T(g) the MACs of the gated network (bilinear in the gates of adjacent layers, ``pruning.channel_cost``), T₀
 the full network's and p = ``flops_target``: zero once the gated network fits the budget, growing with the
 excess otherwise. Gate step (ours: the paper's optimiser settings were not available here): plain SGD on θ at the
-phase's learning rate, θ clipped to [−1, 1]; θ starts at ``init``. Pruning removes the closed gates (θ ≤ 0).
+phase's learning rate, θ clipped to [−1, 1]; θ starts at ``init``. A layer whose gates would all close keeps its
+largest θ just above 0 (ours): with every gate of a layer at 0 the network's output no longer depends on its input,
+the straight-through gradient is 0 and no gate could reopen. Pruning removes the closed gates (θ ≤ 0).
 """
 
 from __future__ import annotations
@@ -44,3 +46,5 @@ class DMC(GateRegularizer):
     def step_gates(self, lr: float, grads: list[torch.Tensor]) -> None:
         for theta, g in zip(self.params, grads, strict=True):
             theta.sub_(lr * g).clamp_(-self.clip, self.clip)
+            if not (theta > 0).any():  # a layer's last open gate stays open (ours; docs/methods.md, DMC)
+                theta[theta.argmax()] = torch.finfo(theta.dtype).eps
