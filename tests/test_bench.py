@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import ROOT
@@ -27,6 +28,8 @@ def positive(x) -> bool:
     return isinstance(x, float | int) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow
+@pytest.mark.ci
 def test_quick_bench_writes_a_complete_report(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--device", "cpu",

@@ -116,6 +116,7 @@ def test_run_id_names_overrides_by_value_in_any_order():
     assert all(c.isalnum() or c in "._-" for c in long) and len(long) <= 140, long
 
 
+@pytest.mark.slow
 def test_sweep_folders_differ_by_the_swept_value(tmp_path):
     proc = train(["-m", *FAST, "regularizer.lam=1e-3,1e-4", f"run.root={tmp_path}"])
     names = sorted(p.name for p in (tmp_path / "default").iterdir())
@@ -139,6 +140,7 @@ def baseline(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_pruning_a_baseline_is_recorded_as_the_baseline(baseline, tmp_path):
     from regprune.analysis.runs import runs_frame
 
@@ -166,6 +168,7 @@ def test_override_contradicting_the_source_is_refused(baseline, tmp_path, overri
     assert not (tmp_path / "default").exists()
 
 
+@pytest.mark.slow
 def test_digits_sweep_pair_prunes_its_trained_model(reproduce, tmp_path):
     """Stage 1 (digits_train) trains, stage 2 (digits) prunes it at three ratios; reproduce.py finds every folder."""
     extra = ["hydra.sweeper.params.experiment=digits/l1", "hydra.sweeper.params.seed=0", "schedule.train.epochs=2",
@@ -183,6 +186,7 @@ def test_digits_sweep_pair_prunes_its_trained_model(reproduce, tmp_path):
 
 
 # -- item 3: console lines when the output goes to a file; TensorBoard next to W&B --------------------
+@pytest.mark.slow
 def test_console_prints_epochs_prune_and_final_summary_to_a_file(tmp_path):
     args = [a for a in FAST if a != "progress=false"] + ["schedule.train.epochs=2", "dataset.val_fraction=0.1"]
     proc = train([*args, f"run.root={tmp_path}"])  # stdout and stderr are pipes, as in a Slurm log

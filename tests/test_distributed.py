@@ -127,6 +127,7 @@ def gammas_after_an_epoch(rank: int, port: int, regularizer: str, out: str) -> N
 @pytest.mark.parametrize("regularizer", ["regularizer=l1 regularizer.lam=1e-3",
                                          "regularizer=l1 regularizer.lam=1e-3 regularizer.update=prox",
                                          "regularizer=polarization"])
+@pytest.mark.slow
 def test_gamma_stays_bit_identical_across_ranks(tmp_path, regularizer):
     """Penalties act on the all-reduced gradients (after backward) and after the optimizer step on every rank
     alike, so the ranks' γ agree bit for bit after an epoch (and moved: the penalty acted)."""
@@ -153,6 +154,8 @@ def two_and_one(tmp_path_factory) -> tuple[Path, Path]:
     return two, one
 
 
+@pytest.mark.slow
+@pytest.mark.ci
 def test_torchrun_run_records_what_one_process_records(two_and_one):
     """Same files, keys, phases and epochs; the same pruning; metrics within a tolerance. Why they differ at all:
     each rank normalises with BN statistics of its 32 images (the one process: of 64; dist.sync_bn needs CUDA),
@@ -177,6 +180,7 @@ def test_torchrun_run_records_what_one_process_records(two_and_one):
     assert abs(kept2 - kept1) <= 0.03 * sum(m1["total_channels"].values())
 
 
+@pytest.mark.slow
 def test_rank_that_dies_fails_the_job_with_one_line_and_resume_continues_exactly(two_and_one, tmp_path):
     """Rank 1 dies in the second epoch: rank 0 stops on the broken connection with one line (not a hang: the
     process group has a timeout too), records the failure and keeps its checkpoint; resume=auto in 2 processes
@@ -208,6 +212,7 @@ def test_rank_that_dies_fails_the_job_with_one_line_and_resume_continues_exactly
     ("dataset.batch_size=63", "dataset.batch_size=63 is not divisible by the 2 processes"),
     ("dist.sync_bn=true", "dist.sync_bn=true needs CUDA devices"),
 ])
+@pytest.mark.slow
 def test_torchrun_bad_input_is_one_line_and_leaves_no_folder(tmp_path, override, message):
     proc = train([*ARGS, f"run.root={tmp_path}", override], launcher=TORCHRUN, check=False)
     assert proc.returncode != 0

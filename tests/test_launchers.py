@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import FAST, ROOT, train
 
 
@@ -29,6 +31,8 @@ def test_slurm_launcher_composes_with_requeue():
     assert launcher.array_parallelism > 0 and launcher.timeout_min > 0 and launcher.mem_gb > 0
 
 
+@pytest.mark.slow
+@pytest.mark.ci
 def test_two_job_sweep_through_local_submitit(tmp_path):
     proc = train(["-m", "hydra/launcher=local", *FAST, "seed=0,1", f"run.root={tmp_path}"])
     runs = sorted((tmp_path / "default").iterdir())
@@ -50,6 +54,7 @@ def test_imagenet_sweeps_go_to_slurm_with_one_rank_per_gpu():
         assert launcher.max_num_timeout > 0 and cfg.resume == "auto"
 
 
+@pytest.mark.slow
 def test_failed_local_job_is_one_line_naming_job_and_folder(tmp_path):
     """A job that fails on the local launcher: its cause first, the job and its run folder, exit 2; the other
     job completes, and the sweep says where both runs went."""

@@ -73,6 +73,7 @@ def test_notebooks_are_percent_scripts():
 
 
 @pytest.mark.parametrize("name, min_images", [("compare_runs", 1), ("magnitudes", 1), ("scaling_factors", 3)])
+@pytest.mark.slow
 def test_notebook_runs_on_run_folders(name, min_images, kernel, monkeypatch):
     outputs = execute(ROOT / "notebooks" / f"{name}.py", kernel, kernel["runs"], monkeypatch, kernel["tables"])
     text = json.dumps(outputs)

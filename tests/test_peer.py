@@ -95,6 +95,7 @@ def test_tp_leaves_a_layer_whole_when_the_threshold_would_empty_it():
     assert ours.topped_up == {"features.1": 1}  # ours keeps its best channel and says so
 
 
+@pytest.mark.slow
 def test_peer_run_trains_exactly_as_our_l1(tmp_path):
     """Through the same loop, tp's regularizer and ours give the same trained weights, bit for bit."""
     common = [*FAST, "dataset.size=8", "regularizer.lam=1e-2", "threads=1", f"run.root={tmp_path}"]

@@ -150,6 +150,7 @@ def test_compiled_model_trains_and_shares_parameters():
     assert not torch.equal(before, model.features[0].weight)
 
 
+@pytest.mark.slow
 def test_train_py_runs_ns_with_bf16_and_channels_last(tmp_path):
     """The perf keys reach the loop: the same run in bf16 and in fp32 trains to different numbers."""
     histories = {}

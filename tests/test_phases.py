@@ -155,6 +155,7 @@ def test_multipass_scratch_and_eagleeye_end_to_end(tmp_path):
     assert len(candidates) == 4 and all(abs(c["macs_ratio"] - 0.5) <= 0.01 for c in candidates)
 
 
+@pytest.mark.slow
 def test_finetune_with_zero_epochs_records_no_finetuned_accuracy(tmp_path):
     from regprune.run import run
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 import torch
 
 from conftest import FAST, train
@@ -13,6 +14,7 @@ from regprune.pruning.criteria import Percentile, select
 from regprune.pruning.importance import constant_outputs
 
 
+@pytest.mark.slow
 def test_adaptive_bn_accuracy_is_measured_on_a_copy(tmp_path):
     """Recording acc_pruned_recal leaves the fine-tuned model bit-identical to a run that does not."""
     common = [*FAST, "dataset.size=8", "regularizer.lam=1e-2", "threads=1", f"run.root={tmp_path}"]

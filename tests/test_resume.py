@@ -37,9 +37,9 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize("fault", [
     crash(at_step=30),  # penalty training, epoch 2
     pytest.param(crash(after_phase="train"), marks=[pytest.mark.slow, pytest.mark.ci]),  # trained, not checkpointed
-    crash(after_phase="prune"),  # pruned and compacted, not yet checkpointed
+    pytest.param(crash(after_phase="prune"), marks=pytest.mark.slow),  # pruned and compacted, not yet checkpointed
     pytest.param(crash(after_phase="recalibrate_bn"), marks=[pytest.mark.slow, pytest.mark.ci]),
-    crash(at_step=70),  # fine-tuning, epoch 2 (19 steps per epoch)
+    pytest.param(crash(at_step=70), marks=pytest.mark.slow),  # fine-tuning, epoch 2 (19 steps per epoch)
 ])
 def test_fault_then_resume_matches_uninterrupted(fault, reference, tmp_path):
     crashed = train([*ARGS, fault, f"run.root={tmp_path}"], check=False)
@@ -77,6 +77,8 @@ MULTIPASS = ["model=vgg_tiny", "dataset=digits", "dataset.size=8", "regularizer=
              "latency=false"]
 
 
+@pytest.mark.slow
+@pytest.mark.ci
 def test_crash_inside_a_repeated_pass_then_resume_matches_uninterrupted(tmp_path):
     """SIGKILL in pass 2's penalty training (19 steps per epoch, 57 per pass), then after pass 2's pruning."""
     train([*MULTIPASS, f"run.root={tmp_path / 'ref'}"])

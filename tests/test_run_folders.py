@@ -35,6 +35,7 @@ def listing(root: Path, capsys) -> dict[str, str]:
     return dict(zip(("run", "status", "reached", "last write", "resume"), cells, strict=True))
 
 
+@pytest.mark.slow
 def test_killed_run_is_interrupted_and_resumable(tmp_path, capsys):
     job = start_train([*ARGS, f"run.root={tmp_path}"], tmp_path)
     job.send_signal(signal.SIGSTOP)  # alive and holding the lock for as long as the test needs

@@ -147,6 +147,7 @@ def test_lock_file_that_cannot_be_created(tmp_path, capsys):
     assert list(run_dir.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_fault_in_a_subprocess_then_resume(reference, tmp_path):
     crashed = train([*ARGS, f"run.root={tmp_path}"], check=False, launcher=(str(FAULTS), "ckpt.pt", "3", "ENOSPC"))
     run_dir = run_dir_of(tmp_path)
@@ -167,6 +168,7 @@ def user_namespaces() -> bool:
 
 
 @pytest.mark.skipif(not user_namespaces(), reason="cannot mount a tmpfs here (no unprivileged user namespaces)")
+@pytest.mark.slow
 def test_real_full_disk_then_space_back(reference, tmp_path):
     """A 4 MiB tmpfs holds the first checkpoint (2.3 MB with momentum) but not, next to it, the one after
     training: the real ENOSPC. Then the tmpfs grows and resume=auto finishes the run."""

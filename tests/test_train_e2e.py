@@ -75,6 +75,8 @@ def test_existing_run_folder_is_refused_then_resumed(ns_run):
     assert (root / "default" / m["run_id"] / "metrics.json").read_bytes() == before
 
 
+@pytest.mark.slow
+@pytest.mark.ci
 def test_same_seed_gives_identical_metrics_on_cpu(tmp_path):
     a = metrics_of(train([*FAST_TRAIN, "schedule=train", "regularizer=l1", f"run.root={tmp_path}/a"]))
     b = metrics_of(train([*FAST_TRAIN, "schedule=train", "regularizer=l1", f"run.root={tmp_path}/b"]))

@@ -33,6 +33,7 @@ def offline_run(run_dir: Path) -> dict:
     return read_offline_run(folder)
 
 
+@pytest.mark.slow
 def test_three_job_multirun_gives_three_offline_runs_in_one_group(tmp_path):
     proc = train(["-m", *TINY, "schedule.finetune.epochs=0", "seed=0,1,2", "logger=wandb", "run.experiment=wbsweep",
                   f"run.root={tmp_path}"], cwd=tmp_path, env={"HOME": str(tmp_path)})

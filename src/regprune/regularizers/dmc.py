@@ -11,8 +11,7 @@ with T(g) the MACs of the gated network (bilinear in the gates of adjacent layer
 the full network's and p = ``flops_target``: zero once the gated network fits the budget, growing with the
 excess otherwise. Gate step (ours: the paper's optimiser settings were not available here): plain SGD on θ at the
 phase's learning rate, θ clipped to [−1, 1]; θ starts at ``init``. A layer whose gates would all close keeps its
-largest θ just above 0 (ours): with every gate of a layer at 0 the network's output no longer depends on its input,
-the straight-through gradient is 0 and no gate could reopen. Pruning removes the closed gates (θ ≤ 0).
+most open gate as it was (ours, ``keep_one_open``). Pruning removes the closed gates (θ ≤ 0).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..pruning.gates import GateLayout
-from .gated import GateRegularizer, check_budget
+from .gated import GateRegularizer, check_budget, keep_one_open
 
 
 class DMC(GateRegularizer):
@@ -45,6 +44,6 @@ class DMC(GateRegularizer):
     @torch.no_grad()
     def step_gates(self, lr: float, grads: list[torch.Tensor]) -> None:
         for theta, g in zip(self.params, grads, strict=True):
+            before = theta.clone()
             theta.sub_(lr * g).clamp_(-self.clip, self.clip)
-            if not (theta > 0).any():  # a layer's last open gate stays open (ours; docs/methods.md, DMC)
-                theta[theta.argmax()] = torch.finfo(theta.dtype).eps
+            keep_one_open(theta, before, lambda t: t.clamp_min(0))

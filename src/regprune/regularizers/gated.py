@@ -31,6 +31,16 @@ def check_budget(flops_target: float) -> float:
     return float(flops_target)
 
 
+@torch.no_grad()
+def keep_one_open(theta: torch.Tensor, before: torch.Tensor, openness) -> None:
+    """If a step closed every gate of a layer (``openness(θ)`` all 0; ``before``: θ before the step), the gate that
+    was most open gets its value back (ours; docs/methods.md, Gates): a layer with every gate closed makes the
+    network's output independent of its input, so no gradient could reopen any gate."""
+    if not (openness(theta) > 0).any():
+        top = openness(before).argmax()
+        theta[top] = before[top]
+
+
 def frozen_teacher(model: PrunableModel) -> nn.Module:
     """The network as it is (gates folded), frozen and in eval mode: the teacher of a distilling gate method."""
     teacher = copy.deepcopy(model).eval()

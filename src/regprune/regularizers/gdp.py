@@ -7,7 +7,8 @@ the gated network, λ·T(g)/T₀ (bilinear in the gates of adjacent layers, ``pr
 network's MACs), which acts while the network pruned where g = 0 still exceeds the budget p·T₀ (``flops_target``)
 and is switched off for good once it fits. Our choices where the paper's settings were not available here: ε,
 plain SGD on θ at the phase's learning rate, and a step that would carry θ across 0 stops at exactly 0 — a
-closed gate then stays closed, since g'(0) = 0 leaves it no gradient. Pruning removes the gates at 0.
+closed gate then stays closed, since g'(0) = 0 leaves it no gradient; a step that would close a layer's last open
+gate leaves that gate as it was (``keep_one_open``). Pruning removes the gates at 0.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..pruning.gates import GateLayout
-from .gated import GateRegularizer, check_budget
+from .gated import GateRegularizer, check_budget, keep_one_open
 
 
 class GDP(GateRegularizer):
@@ -44,8 +45,10 @@ class GDP(GateRegularizer):
     @torch.no_grad()
     def step_gates(self, lr: float, grads: list[torch.Tensor]) -> None:
         for theta, g in zip(self.params, grads, strict=True):
+            before = theta.clone()
             new = theta - lr * g
             theta.copy_(torch.where(new * theta > 0, new, torch.zeros_like(new)))
+            keep_one_open(theta, before, torch.abs)
 
     def on_iteration(self, step: int) -> None:
         self.iteration += 1
