@@ -4,14 +4,15 @@ Each paper table is two sweeps: `<table>_train` (baselines and penalty training)
 trained model and fine-tune); ns2017 has two tables, the paper's settings and the public port's. Before
 each sweep this prints how many of its runs are complete and how many remain.
 
-`--paper digits` (`make reproduce-digits`) first calibrates λ: each method's grid (in its preset) is trained at
-a calibration seed and pruned at 50/70% (sweeps digits_calibration_train, digits_calibration), scripts/calibrate.py
+`--paper digits` (`make reproduce-digits`) first calibrates λ: each method's grid (in its preset) is trained at a
+calibration seed and pruned at 50/70% (sweeps digits_calibration_train, digits_calibration), scripts/calibrate.py
 picks λ on the validation split, then the final sweeps (digits_train, digits) run every method at its λ, the
-one-stage sweep digits_oneshot the methods that choose their own pruning (OTO, Gate Decorator; λ provisional), and
-the controls: multi-pass slimming and EagleEye from the final trained models (digits_multipass, digits_eagleeye) and
-the scratch retraining of every final ℓ1 run. `--paper mini` is the smoke version of the same pipeline: each grid
-reduced to the calibrated λ, one seed, the calibration's trained models reused by the final sweep. `--jobs N` runs
-a sweep's jobs in N local processes (one run after another in each; the digits presets use one thread per run).
+one-stage sweep digits_oneshot the methods that choose their own pruning (OTO, Gate Decorator; λ provisional), the
+one-stage sweep digits_greg GReg at each ratio (its training depends on the ratio), and the controls: multi-pass
+slimming and EagleEye from the final trained models (digits_multipass, digits_eagleeye) and the scratch retraining
+of every final ℓ1 run. `--paper mini` is the smoke version of the same pipeline: each grid reduced to the
+calibrated λ, one seed, the calibration's trained models reused by the final sweep. `--jobs N` runs a sweep's jobs
+in N local processes (one run after another in each; the digits presets use one thread per run).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Calibrated:
     calibration: tuple[str, str] = ("digits_calibration_train", "digits_calibration")
     final: tuple[str, str] = ("digits_train", "digits")
     own_ratio: str = "digits_oneshot"  # one stage: methods that choose their own pruning (OTO, Gate Decorator)
+    per_ratio: str = "digits_greg"  # one stage per ratio: a method whose training depends on the ratio (GReg)
     experiment: str = "digits"  # run folder of the final sweeps (the calibration's is set by its sweeps)
     smoke: bool = False  # each grid reduced to the calibrated λ, one seed (0), trained models shared
     controls: tuple[str, ...] = ("digits_multipass", "digits_eagleeye")  # sweeps after the final ones
@@ -265,6 +267,9 @@ def reproduce_calibrated(name: str, plan: Calibrated, args) -> list[Path]:
     controls, planned = control_specs(plan, specs, extra, seeds)  # specs: final stage 2's runs
     specs = [[f"sweep={plan.own_ratio}", *job, *extra] for job in replaced(sweep_jobs(plan.own_ratio, extra), seeds)]
     folders += run_specs(f"{name}: own-ratio methods, one stage (sweep={plan.own_ratio}, provisional λ)", specs,
+                         args.dry_run, args.jobs)
+    specs = [[f"sweep={plan.per_ratio}", *job, *extra] for job in replaced(sweep_jobs(plan.per_ratio, extra), seeds)]
+    folders += run_specs(f"{name}: one stage per ratio (sweep={plan.per_ratio}: GReg, not calibrated)", specs,
                          args.dry_run, args.jobs)
     folders += run_specs(f"{name}: controls ({', '.join(f'sweep={s}' for s in plan.controls)}, "
                          f"experiment={plan.scratch[1]})", controls, args.dry_run, args.jobs, planned)

@@ -40,7 +40,9 @@ def test_every_method_is_in_the_benchmark_with_a_grid_or_a_reason():
     presets = sorted(p.stem for p in (ROOT / "configs/experiment/digits").glob("*.yaml"))
     plan = reproduce.Calibrated()
     controls = [str(compose([f"sweep={s}"], hydra=True).hydra.sweeper.params.experiment) for s in plan.controls]
-    assert sorted(e.rpartition("/")[2] for e in [*EXPERIMENTS, *OWN_RATIO, *controls, plan.scratch[1]]) == presets
+    per_ratio = reproduce.grid_methods(plan.per_ratio)  # GReg: one stage per ratio
+    assert sorted(e.rpartition("/")[2] for e in [*EXPERIMENTS, *OWN_RATIO, *per_ratio, *controls,
+                                                 plan.scratch[1]]) == presets
     # no penalty; l1's λ; SCOP has no penalty weight (its knockoff control has no λ)
     assert set(EXPERIMENTS) - set(CALIBRATED) == {"digits/baseline", "digits/tp_ns", "digits/scop"}
     assert len(CALIBRATED) >= 20

@@ -146,9 +146,10 @@ def test_sweep_jobs_compose_with_three_seeds(sweep):
         phases = [name for name, _ in instantiate(cfg.schedule).plan()]
         if sweep.endswith("_train"):  # stage 1 trains only (GReg: pre-training, then its penalty); stage 2 prunes
             assert phases[-1] == "train" and set(phases) <= {"pretrain", "train"}
-        elif cfg.schedule.start_from is None:  # one stage: OTO (train, remove its zero groups), Gate Decorator
+        elif cfg.schedule.start_from is None:  # one stage: OTO (train, remove its zero groups), Gate Decorator, GReg
             assert (cfg.schedule.name, *phases[:2]) in {("oto", "train", "prune"),
-                                                        ("gate_decorator", "train", "pass1.tick")}
+                                                        ("gate_decorator", "train", "pass1.tick"),
+                                                        ("greg", "pretrain", "train")}
         else:  # from a trained model: prune, a repeated pass (Gate Decorator's tick, multi-pass), EagleEye's search
             first = phases[0].rpartition(".")[2]  # a repeated pass's phases are named pass<i>.<phase>
             assert first in ("prune", "tick", "search") and cfg.schedule.start_from.endswith(f"-trained-s{cfg.seed}")
