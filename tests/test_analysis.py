@@ -176,6 +176,10 @@ def test_setting_hash_ignores_what_does_not_change_results():
     other = {"schedule": {**stage["schedule"], "finetune": {"epochs": 20}}}
     assert h(stage) == h(other) == h({"schedule": {"name": "ns", "train": {"epochs": 80}}})
     assert h(stage) != h({"schedule": {**other["schedule"], "stop_after": "prune"}})
+    # GReg's selection ratio is the pruning ratio (its own column): one setting over the ratios
+    greg = {"regularizer": {"name": "greg", "ratio": 0.3, "delta": 0.01}, "schedule": {"prune": {"ratio": 0.3}}}
+    assert h(greg) == h({"regularizer": {"name": "greg", "ratio": 0.7, "delta": 0.01},
+                         "schedule": {"prune": {"ratio": 0.7}}}) != h({**greg, "regularizer": {"ratio": 0.3}})
 
 
 def test_scratch_control_is_a_column_of_the_run_it_controls(tiny_runs, tmp_path):

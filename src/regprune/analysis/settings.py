@@ -22,7 +22,8 @@ NOT_SETTING = {"run", "seed", "resume", "logger", "progress", "threads", "latenc
 NOT_SETTING_NESTED = {("schedule", "start_from"), ("dataset", "root"), ("dataset", "download"),
                       ("dataset", "verify_checksums"), ("dataset", "eval_batch_size"), ("perf", "cudnn_benchmark"),
                       ("regularizer", "lam"), ("schedule", "prune", "ratio"),
-                      ("schedule", "pass", "phases", "prune", "ratio")}
+                      ("schedule", "pass", "phases", "prune", "ratio"),
+                      ("regularizer", "ratio")}  # GReg's selection: the pruning ratio its presets prune at
 TRAINING = ("schedule", "train")  # the section a run started from another run's model did not use
 SCHEDULE_FIELDS = {"_target_", "name", "start_from", "start_at", "stop_after"}  # the other schedule keys are phases
 
