@@ -29,12 +29,22 @@ LABELS = {
     "greg": "GReg",
     "tp_ns": "peer: Torch-Pruning NS",
     "lp0.667": "ℓ2/3",
+    "oto": "OTO",
+    "scp": "SCP",
+    "sss": "SSS",
+    "dmc": "DMC",
+    "gdp": "GDP",
+    "resrep": "ResRep",
+    "bar": "BAR",
+    "scop": "SCOP",
+    "gal": "GAL",
 }
 BASELINE = "none"  # the unpenalised baseline: black, never a palette colour
 # one hue per listed method (in LABELS' order), chosen to stay apart on white; the last two only for names
 # not listed (they may then share a hue)
 PALETTE = ["#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
            "#000075", "#469990", "#f032e6", "#800000", "#808000", "#daa520", "#4b0082", "#2f4f4f", "#fa8072",
+           "#911eb4", "#f58231", "#42d4f4", "#9a6324", "#e6194b", "#3cb44b", "#4363d8", "#f0a000", "#006400",
            "#00bfff", "#32cd32"]
 PROX = "-prox"
 
