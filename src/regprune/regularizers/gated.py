@@ -13,6 +13,7 @@ the first forward pass after ``attach``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -32,7 +33,8 @@ def check_budget(flops_target: float) -> float:
 
 
 @torch.no_grad()
-def keep_one_open(theta: torch.Tensor, before: torch.Tensor, openness) -> None:
+def keep_one_open(theta: torch.Tensor, before: torch.Tensor,
+                  openness: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """If a step closed every gate of a layer (``openness(θ)`` all 0; ``before``: θ before the step), the gate that
     was most open gets its value back (ours; docs/methods.md, Gates): a layer with every gate closed makes the
     network's output independent of its input, so no gradient could reopen any gate."""
