@@ -262,18 +262,23 @@ def reproduce_calibrated(name: str, plan: Calibrated, args) -> list[Path]:
         return []
     folders: list[Path] = []
     for stage, sweep in enumerate(plan.final, 1):
-        specs = [[f"sweep={sweep}", *job, *extra] for job in replaced(sweep_jobs(sweep, extra), seeds)]
+        specs = stage_specs(sweep, extra, seeds)
         folders += run_specs(f"{name}: final stage {stage} of 2 (sweep={sweep})", specs, args.dry_run, args.jobs)
     controls, planned = control_specs(plan, specs, extra, seeds)  # specs: final stage 2's runs
-    specs = [[f"sweep={plan.own_ratio}", *job, *extra] for job in replaced(sweep_jobs(plan.own_ratio, extra), seeds)]
+    specs = stage_specs(plan.own_ratio, extra, seeds)
     folders += run_specs(f"{name}: own-ratio methods, one stage (sweep={plan.own_ratio}, provisional λ)", specs,
                          args.dry_run, args.jobs)
-    specs = [[f"sweep={plan.per_ratio}", *job, *extra] for job in replaced(sweep_jobs(plan.per_ratio, extra), seeds)]
+    specs = stage_specs(plan.per_ratio, extra, seeds)
     folders += run_specs(f"{name}: one stage per ratio (sweep={plan.per_ratio}: GReg, not calibrated)", specs,
                          args.dry_run, args.jobs)
     folders += run_specs(f"{name}: controls ({', '.join(f'sweep={s}' for s in plan.controls)}, "
                          f"experiment={plan.scratch[1]})", controls, args.dry_run, args.jobs, planned)
     return folders
+
+
+def stage_specs(sweep: str, extra: list[str], seeds: dict[str, str]) -> list[list[str]]:
+    """The full override lists of a sweep's jobs (seeds replaced: the smoke run's single seed), extras last."""
+    return [[f"sweep={sweep}", *job, *extra] for job in replaced(sweep_jobs(sweep, extra), seeds)]
 
 
 def control_specs(plan: Calibrated, final: list[list[str]], extra: list[str],
@@ -282,8 +287,7 @@ def control_specs(plan: Calibrated, final: list[list[str]], extra: list[str],
     scratch control (``plan.scratch[1]``) of each ``final`` run (stage-2 override lists) of the method
     ``plan.scratch[0]``, same seed, that run's folder as its source; with the epochs each source is planned to
     train (the scratch control trains as many)."""
-    specs = [[f"sweep={sweep}", *job, *extra] for sweep in plan.controls
-             for job in replaced(sweep_jobs(sweep, extra), seeds)]
+    specs = [spec for sweep in plan.controls for spec in stage_specs(sweep, extra, seeds)]
     method, control = plan.scratch
     planned = {}
     for spec in final:
